@@ -1,0 +1,204 @@
+# ldmpipe — the one build entry.
+#
+#   make            build the daemons and tools into build/bin/
+#   make deps       install missing Debian packages (quiet when all present)
+#   make check      deps, build, unit tests (ASan+UBSan), fuzz regressions,
+#                   golden and integration tests
+#   make demo       run the whole pipeline on synthetic data
+#   make bench      benchmarks against peers, printing ratios
+#   make check-gpu  CUDA tests (prints a skip line where no device exists)
+#   make fuzz       build the libFuzzer targets and run each FUZZ_TIME seconds
+#   make clean
+#
+# Variables: BUILD (output folder, default build), CUDA=0 (no nvcc), V=1 (echo commands).
+
+BUILD ?= build
+CC ?= cc
+FUZZCC ?= clang
+FUZZ_TIME ?= 30
+NVCC ?= $(firstword $(wildcard /usr/local/cuda/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
+ifeq ($(NVCC),)
+CUDA ?= 0
+else
+CUDA ?= 1
+endif
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+PKGS := libzmq jansson libprotobuf-c zlib
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
+
+GEN := $(BUILD)/gen
+WARN := -Wall -Wextra -Werror -Wno-format-zero-length -Wshadow -Wstrict-prototypes \
+        -Wmissing-prototypes -Wno-missing-field-initializers
+BASE_CFLAGS := -std=c17 -D_GNU_SOURCE $(WARN) -I. -Icommon -I$(GEN) $(PKG_CFLAGS) -MMD -MP
+CFLAGS ?= -O2 -g
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDLIBS := $(PKG_LIBS) -lpthread -lm
+
+# ---- sources -------------------------------------------------------------
+PROTOS := $(wildcard proto/*.proto)
+PROTO_C := $(PROTOS:%.proto=$(GEN)/%.pb-c.c)
+PROTO_H := $(PROTOS:%.proto=$(GEN)/%.pb-c.h)
+LIB_SRC := $(sort $(wildcard common/*.c proto/*.c nn/*.c nn/cpu/*.c models/*.c))
+DAEMONS := loaderd encoderd trainerd evald
+TOOLS := $(notdir $(patsubst %/,%,$(dir $(wildcard tools/*/main.c))))
+UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
+SUITES := $(patsubst tests/unit/test_%.c,%,$(filter tests/unit/test_%.c,$(UNIT_SRC)))
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZERS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+CUDA_SRC := $(sort $(wildcard nn/cuda/*.cu))
+
+# objects: $(BUILD)/<flavour>/<path>.o ; flavours: rel (release), san (ASan+UBSan), fz (fuzz)
+obj = $(patsubst %.c,$(BUILD)/$(1)/%.o,$(2))
+LIB_OBJ_REL := $(call obj,rel,$(LIB_SRC)) $(call obj,rel,$(PROTO_C:$(GEN)/%=%))
+LIB_OBJ_SAN := $(call obj,san,$(LIB_SRC)) $(call obj,san,$(PROTO_C:$(GEN)/%=%))
+LIB_OBJ_FZ := $(call obj,fz,$(LIB_SRC)) $(call obj,fz,$(PROTO_C:$(GEN)/%=%))
+
+ifeq ($(CUDA),1)
+CUDA_OBJ := $(patsubst %.cu,$(BUILD)/cuda/%.o,$(CUDA_SRC))
+CUDA_LIBS := -L/usr/local/cuda/lib64 -Wl,-rpath,/usr/local/cuda/lib64 -lcudart
+NVCCFLAGS ?= -O2 -std=c++17 -arch=sm_90 -Werror all-warnings -I. -Icommon
+else
+CUDA_OBJ :=
+CUDA_LIBS :=
+endif
+
+BINS := $(addprefix $(BUILD)/bin/,$(DAEMONS) $(TOOLS))
+
+.PHONY: all deps check check-unit check-fuzz-regress check-integration demo bench check-gpu fuzz clean
+.DEFAULT_GOAL := all
+
+all: $(BINS)
+
+# ---- generated protobuf code -------------------------------------------------
+$(GEN)/proto/%.pb-c.c $(GEN)/proto/%.pb-c.h: proto/%.proto
+	@mkdir -p $(GEN)
+	@echo "  PROTOC  $<"
+	$(Q)protoc-c --c_out=$(GEN) $<
+
+# generated sources compile like the rest (their path under GEN maps to proto/)
+$(BUILD)/rel/proto/%.pb-c.o: $(GEN)/proto/%.pb-c.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(BASE_CFLAGS) -Wno-missing-prototypes $(CFLAGS) -c $< -o $@
+$(BUILD)/san/proto/%.pb-c.o: $(GEN)/proto/%.pb-c.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(BASE_CFLAGS) -Wno-missing-prototypes -O1 -g $(SAN_FLAGS) -c $< -o $@
+$(BUILD)/fz/proto/%.pb-c.o: $(GEN)/proto/%.pb-c.c
+	@mkdir -p $(dir $@)
+	$(Q)$(FUZZCC) $(BASE_CFLAGS) -Wno-missing-prototypes -O1 -g -fsanitize=fuzzer-no-link,address,undefined -c $< -o $@
+
+# ---- objects -----------------------------------------------------------------
+$(BUILD)/rel/%.o: %.c | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
+$(BUILD)/san/%.o: %.c | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	@echo "  CC san  $<"
+	$(Q)$(CC) $(BASE_CFLAGS) -O1 -g $(SAN_FLAGS) -c $< -o $@
+$(BUILD)/fz/%.o: %.c | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	@echo "  CC fuzz $<"
+	$(Q)$(FUZZCC) $(BASE_CFLAGS) -O1 -g -fsanitize=fuzzer-no-link,address,undefined -c $< -o $@
+$(BUILD)/cuda/%.o: %.cu
+	@mkdir -p $(dir $@)
+	@echo "  NVCC    $<"
+	$(Q)$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(BUILD)/rel/libldm.a: $(LIB_OBJ_REL) $(CUDA_OBJ)
+	$(Q)rm -f $@ && ar rcs $@ $^
+$(BUILD)/san/libldm.a: $(LIB_OBJ_SAN)
+	$(Q)rm -f $@ && ar rcs $@ $^
+$(BUILD)/fz/libldm.a: $(LIB_OBJ_FZ)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+# ---- binaries ----------------------------------------------------------------
+define bin_rule
+$(BUILD)/bin/$(1): $(call obj,rel,$(wildcard $(2)/*.c)) $(BUILD)/rel/libldm.a
+	@mkdir -p $$(dir $$@)
+	@echo "  LD      $$@"
+	$(Q)$(CC) $(CFLAGS) -o $$@ $$^ $(LDLIBS) $(CUDA_LIBS)
+endef
+$(foreach d,$(DAEMONS),$(eval $(call bin_rule,$(d),$(d))))
+$(foreach t,$(TOOLS),$(eval $(call bin_rule,$(t),tools/$(t))))
+
+# ---- unit tests (Check, ASan+UBSan) -----------------------------------------------
+$(GEN)/suites.h: $(UNIT_SRC) Makefile
+	@mkdir -p $(dir $@)
+	$(Q)( for s in $(SUITES); do echo "SUITE($$s)"; done ) > $@.tmp && \
+	  (cmp -s $@.tmp $@ || mv $@.tmp $@); rm -f $@.tmp
+
+$(BUILD)/san/tests/unit/main.o: $(GEN)/suites.h
+$(BUILD)/bin/unit-tests: $(call obj,san,$(UNIT_SRC)) $(BUILD)/san/libldm.a
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(SAN_FLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
+
+check-unit: $(BUILD)/bin/unit-tests
+	@echo "== unit tests (ASan+UBSan)"
+	$(Q)LDM_TEST_DATA=../shared/data ASAN_OPTIONS=detect_leaks=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1 CK_DEFAULT_TIMEOUT=60 $(BUILD)/bin/unit-tests
+
+# ---- fuzz targets ----------------------------------------------------------------
+$(BUILD)/fuzz/fuzz_%: $(BUILD)/fz/tests/fuzz/fuzz_%.o $(BUILD)/fz/libldm.a
+	@mkdir -p $(dir $@)
+	@echo "  LD fuzz $@"
+	$(Q)$(FUZZCC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
+
+fuzz: $(FUZZERS)
+	$(Q)for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p $(BUILD)/corpus/$$n; \
+	  echo "== $$n for $(FUZZ_TIME)s"; \
+	  $$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 $(BUILD)/corpus/$$n tests/fuzz/corpus/$$n \
+	    2>&1 | grep -E 'stat::number_of_executed_units|Done|ERROR|SUMMARY' || exit 1; done
+
+# every seed of every target, once: a crash found before stays fixed
+check-fuzz-regress: $(FUZZERS)
+	@echo "== fuzz regressions"
+	$(Q)for f in $(FUZZERS); do n=$$(basename $$f); \
+	  if [ -d tests/fuzz/corpus/$$n ]; then $$f -runs=0 tests/fuzz/corpus/$$n >/dev/null 2>&1 \
+	    || { echo "FAIL $$n"; $$f -runs=0 tests/fuzz/corpus/$$n 2>&1 | tail -20; exit 1; }; \
+	  echo "ok   $$n ($$(ls tests/fuzz/corpus/$$n | wc -l) seeds)"; fi; done
+
+# ---- integration tests ------------------------------------------------------------
+check-integration: all
+	@echo "== integration tests"
+	$(Q)for t in $(sort $(wildcard tests/integration/*.sh)); do \
+	  BIN=$(BUILD)/bin BUILD=$(BUILD) bash $$t || exit 1; done
+
+check: deps
+	$(Q)$(MAKE) --no-print-directory all $(BUILD)/bin/unit-tests $(FUZZERS)
+	$(Q)$(MAKE) --no-print-directory check-unit check-fuzz-regress check-integration
+	@echo "== make check: all passed"
+
+# ---- GPU, demo, bench ---------------------------------------------------------------
+check-gpu: all
+	$(Q)if [ "$(CUDA)" != 1 ]; then echo "SKIP check-gpu: CUDA build off (no nvcc or CUDA=0)"; \
+	elif ! nvidia-smi -L >/dev/null 2>&1; then echo "SKIP check-gpu: no CUDA device on this machine"; \
+	else for t in $(sort $(wildcard tests/gpu/*.sh)); do BIN=$(BUILD)/bin bash $$t || exit 1; done; \
+	  echo "== check-gpu: all passed"; fi
+
+demo: deps all
+	@echo "make demo: the full pipeline demo (synthetic shards -> loaderd -> encoderd ->"
+	@echo "trainerd -> evald with a tiny model, live progress, loss curve, sample grid)"
+	@echo "arrives with the whole-system work. For now it starts the four daemons and"
+	@echo "asks each for its status:"
+	$(Q)BIN=$(BUILD)/bin bash tests/integration/daemons.sh --show
+
+bench: all
+	$(Q)if ls bench/*.sh >/dev/null 2>&1; then for b in bench/*.sh; do BIN=$(BUILD)/bin bash $$b; done; \
+	else echo "make bench: no benchmarks yet (they arrive with loaderd, nn/ and the CUDA backend)"; fi
+
+deps:
+	$(Q)sh tools/deps.sh
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
