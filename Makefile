@@ -74,6 +74,7 @@ BINS := $(addprefix $(BUILD)/bin/,$(DAEMONS) $(TOOLS))
 
 .PHONY: all deps check check-unit check-fuzz-regress check-integration demo bench check-gpu fuzz clean
 .DEFAULT_GOAL := all
+.SECONDARY: $(PROTO_C) $(PROTO_H)
 
 all: $(BINS)
 

@@ -22,6 +22,28 @@
  * values may be "double-quoted" (then \" \\ \n \t escapes work and # is literal);
  * blanks around keys and values are trimmed; a line ending in '\' continues on
  * the next line (for long path lists). Keys are [A-Za-z0-9_.-]+.
+ *
+ * Details of that syntax: a comment after a value needs a blank before its
+ * '#' or ';' (`color=#fff` is the value "#fff"; `key = # x` is empty); a
+ * comment may follow a quoted value or a section header; a continued line
+ * loses the '\' and its next line's leading blanks (blanks before the '\'
+ * stay), and a comment line never continues; keys before the first section
+ * header, a NUL byte, an unknown escape in quotes, and text after a closing
+ * quote are errors. A section may appear several times; a key twice in the
+ * same section (across its headers) is a duplicate. Section names use the
+ * key characters; blanks inside the brackets are trimmed.
+ *
+ * Value syntax, beyond the list below: INT has no octal (010 is ten); SIZE
+ * and DURATION take a decimal point where the result is a whole number of
+ * bytes or milliseconds (1.5G, 0.5K, 1.5s; not 1.5 bytes), up to 18 decimal
+ * places, no sign and no blank before the unit; SIZE units are
+ * case-insensitive (64k, 1gib), DURATION units are lower case; a PATHLIST
+ * text made only of separators is an error (write "" for an empty list), and
+ * its items are kept as written ({..} ranges are not expanded here).
+ * Allocation failure returns LDM_ENOMEM.
+ *
+ * Fields: every struct must start zeroed (or hold what an earlier load put
+ * there): setting a STRING, ENDPOINT or PATHLIST field frees its old value.
  */
 #ifndef LDM_CONFIG_H
 #define LDM_CONFIG_H
@@ -65,14 +87,23 @@ struct ldm_cfg_part {
 
 /* Load as described above. `file` may be NULL (no file). argv holds only the
  * overrides (no program name); any argument that is not --key[=value] is an
- * error. Returns 0 or LDM_ECONFIG (detail in ldm_errmsg()). On failure the
- * fields may be partly set; ldm_cfg_free still releases them. */
+ * error. In the form `--key value` the value may not begin with "--" (write
+ * --key=--x). A `section` of NULL applies [common] only. Returns 0 or
+ * LDM_ECONFIG (detail in ldm_errmsg()); an unreadable file is LDM_ECONFIG too.
+ * On failure the fields may be partly set; ldm_cfg_free still releases them. */
 int ldm_cfg_load(const struct ldm_cfg_part *parts, size_t nparts, const char *section,
                  const char *file, int argc, char **argv);
 
+/* As ldm_cfg_load, with the file's text given: `len` bytes at `text` (need
+ * not end in NUL), named `name` in messages. `text` NULL = no file. */
+int ldm_cfg_load_buffer(const struct ldm_cfg_part *parts, size_t nparts, const char *section,
+                        const char *name, const char *text, size_t len, int argc, char **argv);
+
 /* Parse one value of a type into `out` (the field); used by load and tests.
  * Returns 0 or LDM_ECONFIG with a detail saying what is wrong with the text
- * (without the key/file/line prefix). */
+ * (without the key/file/line prefix). Bounds (min/max) are checked. On
+ * success a STRING/ENDPOINT/PATHLIST field's old value is freed; on failure
+ * the field is left as it was. */
 int ldm_cfg_parse_value(const struct ldm_cfg_key *key, const char *text, void *out);
 
 /* Free the strings and lists the tables' fields own, and zero them. */
@@ -81,6 +112,7 @@ void ldm_cfg_free(const struct ldm_cfg_part *parts, size_t nparts);
 /* Print "  --name=TYPE  help (default: def)" lines for --help. */
 void ldm_cfg_usage(const struct ldm_cfg_part *parts, size_t nparts, void *stream /* FILE* */);
 
+/* Free the strings and the array, and zero the list. NULL is allowed. */
 void ldm_strlist_free(struct ldm_strlist *l);
 
 #endif
