@@ -1,4 +1,5 @@
 /* daemon_ctl.c — the control socket's commands and configuration reload. */
+#include "ctlmsg.h"
 #include "daemon_int.h"
 #include "err.h"
 #include "json.h"
@@ -10,8 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <zmq.h>
-
-#define MAX_REQUEST (64 * 1024)
 
 static void status(struct ldm_daemon *d, json_t *r)
 {
@@ -84,15 +83,10 @@ int ldm_daemon_reload(struct ldm_daemon *d, char *why, size_t size)
     return rc;
 }
 
-/* Fill `reply` for one request; returns 0 or sets reply's error. */
-static void dispatch(struct ldm_daemon *d, const json_t *req, json_t *reply)
+/* Fill `reply` for one parsed request. */
+static void dispatch(struct ldm_daemon *d, const char *op, const json_t *req, json_t *reply)
 {
-    const char *op = NULL;
     char why[1024];
-    if (ldm_json_get_str(req, "op", &op, NULL) != 0 || !op) {
-        json_object_set_new(reply, "error", json_string("request needs a string field \"op\""));
-        return;
-    }
     int ok = 1;
     if (!strcmp(op, "status"))
         status(d, reply);
@@ -114,27 +108,35 @@ static void dispatch(struct ldm_daemon *d, const json_t *req, json_t *reply)
         json_object_set_new(reply, "ok", json_boolean(ok));
 }
 
+static void count(struct ldm_daemon *d, const char *name)
+{
+    _Atomic uint64_t *c = ldm_daemon_counter(d, name);
+    if (c)
+        (*c)++;
+}
+
 void ldm_daemon_handle_control(struct ldm_daemon *d)
 {
-    json_t *req = NULL, *reply = json_object();
-    _Atomic uint64_t *nreq = ldm_daemon_counter(d, "control_requests");
-    if (nreq)
-        (*nreq)++;
-    int rc = ldm_zrecv_json(d->ctl, MAX_REQUEST, &req);
+    zmq_msg_t m;
+    json_t *req = NULL, *reply;
+    const char *op = NULL;
+    count(d, "control_requests");
+    int rc = ldm_zrecv_one(d->ctl, &m);
     if (rc == LDM_EZMQ) { /* nothing received: REP must not answer */
         LOG_WARN("control receive failed", "daemon=%s error=%s", d->name, ldm_errmsg());
-        json_decref(reply);
+        zmq_msg_close(&m);
         return;
     }
+    if (!rc)
+        rc = ldm_ctl_parse_request(zmq_msg_data(&m), zmq_msg_size(&m), &req, &op);
+    zmq_msg_close(&m);
     if (rc) {
-        _Atomic uint64_t *nerr = ldm_daemon_counter(d, "control_errors");
-        if (nerr)
-            (*nerr)++;
+        count(d, "control_errors");
         LOG_WARN("bad control request", "daemon=%s error=%s", d->name, ldm_errmsg());
-        json_object_set_new(reply, "ok", json_false());
-        json_object_set_new(reply, "error", json_string(ldm_errmsg()));
+        reply = ldm_ctl_error_reply(ldm_errmsg());
     } else {
-        dispatch(d, req, reply);
+        reply = json_object();
+        dispatch(d, op, req, reply);
     }
     if (ldm_zsend_json(d->ctl, reply) != 0)
         LOG_WARN("cannot send control reply", "daemon=%s error=%s", d->name, ldm_errmsg());

@@ -144,24 +144,27 @@ static void drain(void *sock)
     }
 }
 
+int ldm_zrecv_one(void *sock, zmq_msg_t *m)
+{
+    zmq_msg_init(m);
+    if (zmq_msg_recv(m, sock, 0) < 0)
+        return ldm_fail(LDM_EZMQ, "receive: %s", zmq_strerror(zmq_errno()));
+    if (zmq_msg_more(m)) {
+        drain(sock);
+        return ldm_fail(LDM_EFORMAT, "request has more than one frame");
+    }
+    return 0;
+}
+
 int ldm_zrecv_json(void *sock, size_t max, json_t **out)
 {
     zmq_msg_t m;
-    zmq_msg_init(&m);
-    if (zmq_msg_recv(&m, sock, 0) < 0) {
-        zmq_msg_close(&m);
-        return ldm_fail(LDM_EZMQ, "receive: %s", zmq_strerror(zmq_errno()));
-    }
-    int multi = zmq_msg_more(&m), rc;
+    int rc = ldm_zrecv_one(sock, &m);
     size_t len = zmq_msg_size(&m);
-    if (multi) {
-        drain(sock);
-        rc = ldm_fail(LDM_EFORMAT, "request has more than one frame");
-    } else if (len > max) {
-        rc = ldm_fail(LDM_EFORMAT, "request of %zu bytes is over the %zu-byte limit", len, max);
-    } else {
-        rc = ldm_json_parse_object(zmq_msg_data(&m), len, "request", out);
-    }
+    if (!rc && len > max)
+        rc = ldm_fail(LDM_EFORMAT, "message of %zu bytes is over the %zu-byte limit", len, max);
+    if (!rc)
+        rc = ldm_json_parse_object(zmq_msg_data(&m), len, "message", out);
     zmq_msg_close(&m);
     return rc;
 }

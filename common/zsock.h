@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <zmq.h>
 
 #include "curve.h"
 
@@ -41,6 +42,11 @@ int ldm_zconnect(void *sock, const char *endpoint, const char *server_public,
 
 /* Send `v` as one compact JSON frame. Returns 0 or LDM_EZMQ. */
 int ldm_zsend_json(void *sock, const json_t *v);
+
+/* Receive one single-frame message into *msg (initialised here; the caller
+ * closes it). A message of more than one frame gives LDM_EFORMAT (the rest
+ * is drained, *msg holds the first frame); LDM_EZMQ when nothing came. */
+int ldm_zrecv_one(void *sock, zmq_msg_t *msg);
 
 /* Receive one message as a JSON object (new reference in *out). A message
  * of more than one frame or more than `max` bytes gives LDM_EFORMAT (the

@@ -187,7 +187,7 @@ START_TEST(bad_requests_get_errors)
     json_decref(r);
     r = ask(&c, "{\"op\":\"status\"}"); /* still alive, errors counted */
     json_t *counters = json_object_get(r, "counters");
-    ck_assert_int_eq(json_integer_value(json_object_get(counters, "control_errors")), 3);
+    ck_assert_int_eq(json_integer_value(json_object_get(counters, "control_errors")), 4);
     json_decref(r);
     kill(c.pid, SIGTERM);
     ck_assert_int_eq(reap(&c), 0);
