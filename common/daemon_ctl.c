@@ -12,6 +12,11 @@
 #include <unistd.h>
 #include <zmq.h>
 
+static const char *state_name(const struct ldm_daemon *d)
+{
+    return d->stopping ? "stopping" : d->paused ? "paused" : "running";
+}
+
 static void status(struct ldm_daemon *d, json_t *r)
 {
     json_object_set_new(r, "daemon", json_string(d->ops->name));
@@ -20,8 +25,7 @@ static void status(struct ldm_daemon *d, json_t *r)
         json_object_set_new(r, "id", json_string(d->common.id));
     json_object_set_new(r, "pid", json_integer(getpid()));
     json_object_set_new(r, "version", json_string(LDM_VERSION));
-    json_object_set_new(r, "state", json_string(d->stopping ? "stopping"
-                                                : d->paused ? "paused" : "running"));
+    json_object_set_new(r, "state", json_string(state_name(d)));
     json_object_set_new(r, "uptime_s", json_real(ldm_now() - d->started));
     json_object_set_new(r, "control", json_string(d->control));
     if (d->ops->status)
@@ -104,6 +108,8 @@ static void dispatch(struct ldm_daemon *d, const char *op, const json_t *req, js
         snprintf(why, sizeof why, "unknown op '%s' for %s", op, d->ops->name);
         json_object_set_new(reply, "error", json_string(why));
     }
+    if (!strcmp(op, "pause") || !strcmp(op, "resume") || !strcmp(op, "stop"))
+        json_object_set_new(reply, "state", json_string(state_name(d)));
     if (!json_object_get(reply, "ok"))
         json_object_set_new(reply, "ok", json_boolean(ok));
 }

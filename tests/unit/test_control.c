@@ -143,7 +143,9 @@ START_TEST(status_pause_resume_stop)
     ck_assert_int_eq(json_integer_value(json_object_get(counters, "control_requests")), 1);
     ck_assert_ptr_nonnull(json_object_get(json_object_get(r, "rates"), "widgets"));
     json_decref(r);
-    json_decref(ask(&c, "{\"op\":\"pause\"}"));
+    r = ask(&c, "{\"op\":\"pause\"}");
+    ck_field_str(r, "state", "paused");
+    json_decref(r);
     r = ask(&c, "{\"op\":\"status\"}");
     ck_field_str(r, "state", "paused");
     json_decref(r);
@@ -153,6 +155,7 @@ START_TEST(status_pause_resume_stop)
     json_decref(r);
     r = ask(&c, "{\"op\":\"stop\"}");
     ck_ok_field(r, 1);
+    ck_field_str(r, "state", "stopping");
     json_decref(r);
     ck_assert_int_eq(reap(&c), 0);
 }
