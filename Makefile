@@ -46,7 +46,7 @@ LDLIBS := $(PKG_LIBS) -lpthread -lm
 PROTOS := $(wildcard proto/*.proto)
 PROTO_C := $(PROTOS:%.proto=$(GEN)/%.pb-c.c)
 PROTO_H := $(PROTOS:%.proto=$(GEN)/%.pb-c.h)
-LIB_SRC := $(sort $(wildcard common/*.c proto/*.c nn/*.c nn/cpu/*.c models/*.c))
+LIB_SRC_ALL := $(sort $(wildcard common/*.c proto/*.c nn/*.c nn/cpu/*.c models/*.c))
 DAEMONS := loaderd encoderd trainerd evald
 TOOLS := $(notdir $(patsubst %/,%,$(dir $(wildcard tools/*/main.c))))
 UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
@@ -55,16 +55,23 @@ FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZERS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 CUDA_SRC := $(sort $(wildcard nn/cuda/*.cu))
 
+# nn/*_nocuda.c stand in for the CUDA backend in a build without it
+ifeq ($(CUDA),1)
+LIB_SRC := $(filter-out %_nocuda.c,$(LIB_SRC_ALL))
+else
+LIB_SRC := $(LIB_SRC_ALL)
+endif
+
 # objects: $(BUILD)/<flavour>/<path>.o ; flavours: rel (release), san (ASan+UBSan), fz (fuzz)
 obj = $(patsubst %.c,$(BUILD)/$(1)/%.o,$(2))
 LIB_OBJ_REL := $(call obj,rel,$(LIB_SRC)) $(call obj,rel,$(PROTO_C:$(GEN)/%=%))
-LIB_OBJ_SAN := $(call obj,san,$(LIB_SRC)) $(call obj,san,$(PROTO_C:$(GEN)/%=%))
-LIB_OBJ_FZ := $(call obj,fz,$(LIB_SRC)) $(call obj,fz,$(PROTO_C:$(GEN)/%=%))
+LIB_OBJ_SAN := $(call obj,san,$(LIB_SRC_ALL)) $(call obj,san,$(PROTO_C:$(GEN)/%=%))
+LIB_OBJ_FZ := $(call obj,fz,$(LIB_SRC_ALL)) $(call obj,fz,$(PROTO_C:$(GEN)/%=%))
 
 ifeq ($(CUDA),1)
 CUDA_OBJ := $(patsubst %.cu,$(BUILD)/cuda/%.o,$(CUDA_SRC))
 CUDA_LIBS := -L/usr/local/cuda/lib64 -Wl,-rpath,/usr/local/cuda/lib64 -lcudart
-NVCCFLAGS ?= -O2 -std=c++17 -arch=sm_90 -Werror all-warnings -I. -Icommon
+NVCCFLAGS ?= -O2 -std=c++17 -arch=sm_90 -Werror all-warnings -I. -Icommon -Xcompiler -Wall,-Wextra
 else
 CUDA_OBJ :=
 CUDA_LIBS :=
