@@ -5,7 +5,9 @@ set -eu
 
 PKGS="build-essential pkg-config clang libclang-rt-14-dev llvm
 libzmq3-dev libsodium-dev libjansson-dev libprotobuf-c-dev protobuf-c-compiler
-zlib1g-dev liblmdb-dev lmdb-utils check libsubunit-dev systemd python3 python3-numpy"
+zlib1g-dev liblmdb-dev lmdb-utils check libsubunit-dev systemd python3 python3-numpy
+libarchive-dev libzstd-dev libturbojpeg0-dev libspng-dev libwebp-dev libopenblas-dev
+python3-torch python3-pil python3-torchvision"
 
 missing=""
 for p in $PKGS; do
@@ -28,5 +30,6 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 # shellcheck disable=SC2086
-$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/tmp/ldmpipe-deps.log 2>&1 ||
+    { cat /tmp/ldmpipe-deps.log >&2; exit 1; }
 echo "deps: done"
