@@ -17,6 +17,7 @@ static const char *const reason_names[LDM_SR_COUNT] = {
     [LDM_SR_TOKENS] = "tokens", [LDM_SR_SIZE] = "size",       [LDM_SR_CROP] = "crop",
     [LDM_SR_BUCKET] = "bucket", [LDM_SR_LAYOUT] = "layout",   [LDM_SR_FRAMES] = "frames",
     [LDM_SR_PIXELS] = "pixels",
+    [LDM_SR_TOMBSTONE] = "tombstone",
 };
 
 /* What one check needs: the sample, its frames, the limits, where the
@@ -165,7 +166,7 @@ static int check_version(const struct ctx *c)
 static int check_texts(const struct ctx *c)
 {
     const Ldmpipe__Sample *s = c->s;
-    int rc = check_text(c, LDM_SR_KEY, "key", &s->key, c->lim->max_key, 1, 1);
+    int rc = check_text(c, LDM_SR_KEY, "key", &s->key, c->lim->max_key, 1, 0);
     if (rc == 0)
         rc = check_text(c, LDM_SR_SHARD, "shard", &s->shard, c->lim->max_shard, 1, 0);
     if (rc == 0)
@@ -297,9 +298,26 @@ static int check_frames(const struct ctx *c)
     return rc;
 }
 
+/* A tombstone: a short reason name, and nothing but the identifying fields. */
+static int check_tombstone(const struct ctx *c)
+{
+    const ProtobufCBinaryData *r = &c->s->rejected;
+    size_t n = r->len;
+    if (n > 32 || strspn((const char *)r->data, "abcdefghijklmnopqrstuvwxyz0123456789_") < n)
+        return reject(c, LDM_SR_TOMBSTONE, LDM_EFORMAT,
+                      "rejected reason is not 1-32 characters of [a-z0-9_]");
+    if (c->nframes != 1 || c->s->image || c->s->cond)
+        return reject(c, LDM_SR_TOMBSTONE, LDM_EFORMAT,
+                      "a tombstone (rejected sample) carries pixels or layouts");
+    return 0;
+}
+
 int ldm_sample_check(const Ldmpipe__Sample *s, const size_t *frame_len, int nframes,
                      const struct ldm_sample_limits *lim, enum ldm_sample_reason *reason)
 {
+    static int (*const tombstone_checks[])(const struct ctx *) = {
+        check_version, check_texts, check_tombstone,
+    };
     static int (*const checks[])(const struct ctx *) = {
         check_version, check_texts,       check_tokens,  check_sizes,
         check_crop_bucket, check_layouts, check_frames,
@@ -314,8 +332,11 @@ int ldm_sample_check(const Ldmpipe__Sample *s, const size_t *frame_len, int nfra
     if (!s || (nframes > 1 && !frame_len))
         return ldm_fail(LDM_EINVAL, "ldm_sample_check: no sample or no frame lengths");
     struct ctx c = {s, frame_len, nframes, lim, reason};
-    for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) {
-        int rc = checks[i](&c);
+    int tomb = s->rejected.len > 0;
+    size_t n = tomb ? sizeof tombstone_checks / sizeof tombstone_checks[0]
+                    : sizeof checks / sizeof checks[0];
+    for (size_t i = 0; i < n; i++) {
+        int rc = (tomb ? tombstone_checks : checks)[i](&c);
         if (rc)
             return rc;
     }

@@ -3,7 +3,8 @@
  * encoderd receives each sample as a multipart message: frame 0 the packed
  * Sample, frame 1 the image pixels, frame 2 the conditioning pixels when the
  * Sample has a `cond` layout. ldm_sample_decode() unpacks frame 0 and runs
- * ldm_sample_check(), which checks every field against struct
+ * ldm_sample_check(), which checks every field (of a tombstone — a Sample
+ * with `rejected` set — only the identifying ones) against struct
  * ldm_sample_limits and the frame lengths against the layouts. A rejected
  * sample gives a negative LDM_E* code (LDM_EFORMAT, or LDM_EUNSUPPORTED for a
  * newer version or an unknown dtype), a detail naming the sample, the field
@@ -28,7 +29,7 @@ enum ldm_sample_reason {
     LDM_SR_OK = 0,   /* "ok": accepted */
     LDM_SR_MESSAGE,  /* "message": no frames, frame 0 too large or not a Sample */
     LDM_SR_VERSION,  /* "version": unset or newer than LDM_SAMPLE_VERSION */
-    LDM_SR_KEY,      /* "key": empty, too long, not UTF-8, holds '/' or NUL */
+    LDM_SR_KEY,      /* "key": empty, too long, not UTF-8, holds NUL */
     LDM_SR_SHARD,    /* "shard": empty, too long, not UTF-8, holds NUL */
     LDM_SR_CAPTION,  /* "caption": too long, not UTF-8, holds NUL */
     LDM_SR_TOKENS,   /* "tokens": too many ids, or an id outside the vocabulary */
@@ -38,6 +39,7 @@ enum ldm_sample_reason {
     LDM_SR_LAYOUT,   /* "layout": missing, bad channels or dtype, not the target size */
     LDM_SR_FRAMES,   /* "frames": frame count does not match the layouts */
     LDM_SR_PIXELS,   /* "pixels": a pixel frame's length differs from its layout */
+    LDM_SR_TOMBSTONE, /* "tombstone": a rejected-sample notice with a bad reason or pixels */
     LDM_SR_COUNT
 };
 

@@ -177,14 +177,14 @@ START_TEST(decode_frees_rejected_sample)
 {
     struct fx f;
     fx_init(&f);
-    f.s.key = str("a/b");
+    f.s.key = str("");
     size_t n = ldmpipe__sample__get_packed_size(&f.s);
     uint8_t *buf = malloc(n);
     ldmpipe__sample__pack(&f.s, buf);
     f.len[0] = n;
     Ldmpipe__Sample *s = NULL;
     enum ldm_sample_reason why = LDM_SR_OK;
-    ck_fails_with(ldm_sample_decode(buf, f.len, f.n, &f.lim, &s, &why), LDM_EFORMAT, "'/'");
+    ck_fails_with(ldm_sample_decode(buf, f.len, f.n, &f.lim, &s, &why), LDM_EFORMAT, "key is empty");
     ck_assert_ptr_null(s); /* and LeakSanitizer finds nothing left */
     ck_assert_int_eq(why, LDM_SR_KEY);
     free(buf);
@@ -250,12 +250,29 @@ START_TEST(key_bad_utf8)
 }
 END_TEST
 
-START_TEST(key_slash)
+START_TEST(key_with_folders_accepted)
 {
     struct fx f;
     fx_init(&f);
-    f.s.key = str("dir/000042");
-    ck_rejects(&f, LDM_EFORMAT, LDM_SR_KEY, "key has a '/' at offset 3");
+    f.s.key = str("dir/000042"); /* WebDataset keys keep their folders */
+    ck_ok(fx_check(&f, NULL));
+}
+END_TEST
+
+START_TEST(tombstone_accepted_and_checked)
+{
+    struct fx f;
+    fx_init(&f);
+    f.s.rejected = str("decode");
+    ck_rejects(&f, LDM_EFORMAT, LDM_SR_TOMBSTONE, "carries pixels or layouts");
+    f.s.image = NULL;
+    f.n = 1;
+    ck_ok(fx_check(&f, NULL));
+    f.s.rejected = str("Bad Reason");
+    ck_rejects(&f, LDM_EFORMAT, LDM_SR_TOMBSTONE, "rejected reason");
+    f.s.rejected = str("decode");
+    f.s.key = str("");
+    ck_rejects(&f, LDM_EFORMAT, LDM_SR_KEY, "key is empty");
 }
 END_TEST
 
@@ -540,7 +557,7 @@ START_TEST(reason_names_stable)
 {
     static const char *const names[LDM_SR_COUNT] = {
         "ok",   "message", "version", "key",    "shard",  "caption", "tokens",
-        "size", "crop",    "bucket",  "layout", "frames", "pixels",
+        "size", "crop",    "bucket",  "layout", "frames", "pixels", "tombstone",
     };
     for (int i = 0; i < LDM_SR_COUNT; i++)
         ck_assert_str_eq(ldm_sample_reason_name(i), names[i]);
@@ -581,7 +598,8 @@ Suite *suite_sample(void)
     tcase_add_test(tc, key_too_long);
     tcase_add_test(tc, key_nul);
     tcase_add_test(tc, key_bad_utf8);
-    tcase_add_test(tc, key_slash);
+    tcase_add_test(tc, key_with_folders_accepted);
+    tcase_add_test(tc, tombstone_accepted_and_checked);
     tcase_add_test(tc, shard_empty);
     tcase_add_test(tc, shard_too_long);
     tcase_add_test(tc, shard_bad_utf8_or_nul);
