@@ -78,10 +78,12 @@ CUDA_LIBS :=
 endif
 
 BINS := $(addprefix $(BUILD)/bin/,$(DAEMONS) $(TOOLS))
+# test programs: tests/tools/NAME.c -> build/bin/NAME (stand-ins for peers in integration tests)
+TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/bin/%,$(wildcard tests/tools/*.c))
 
 .PHONY: all deps check check-unit check-fuzz-regress check-integration demo bench check-gpu fuzz clean
 .DEFAULT_GOAL := all
-.SECONDARY: $(PROTO_C) $(PROTO_H)
+.SECONDARY:
 
 all: $(BINS)
 
@@ -137,6 +139,11 @@ endef
 $(foreach d,$(DAEMONS),$(eval $(call bin_rule,$(d),$(d))))
 $(foreach t,$(TOOLS),$(eval $(call bin_rule,$(t),tools/$(t))))
 
+$(BUILD)/bin/%: $(BUILD)/rel/tests/tools/%.o $(BUILD)/rel/libldm.a
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(CUDA_LIBS)
+
 # ---- unit tests (Check, ASan+UBSan) -----------------------------------------------
 $(GEN)/suites.h: $(UNIT_SRC) Makefile
 	@mkdir -p $(dir $@)
@@ -144,7 +151,9 @@ $(GEN)/suites.h: $(UNIT_SRC) Makefile
 	  (cmp -s $@.tmp $@ || mv $@.tmp $@); rm -f $@.tmp
 
 $(BUILD)/san/tests/unit/main.o: $(GEN)/suites.h
-$(BUILD)/bin/unit-tests: $(call obj,san,$(UNIT_SRC)) $(BUILD)/san/libldm.a
+# daemon modules (all but main.c) are unit-tested too
+DAEMON_MOD := $(filter-out %/main.c,$(wildcard $(DAEMONS:%=%/*.c)))
+$(BUILD)/bin/unit-tests: $(call obj,san,$(UNIT_SRC) $(DAEMON_MOD)) $(BUILD)/san/libldm.a
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(SAN_FLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
@@ -155,7 +164,7 @@ check-unit: $(BUILD)/bin/unit-tests
 	  UBSAN_OPTIONS=print_stacktrace=1 CK_DEFAULT_TIMEOUT=60 $(BUILD)/bin/unit-tests
 
 # ---- fuzz targets ----------------------------------------------------------------
-$(BUILD)/fuzz/fuzz_%: $(BUILD)/fz/tests/fuzz/fuzz_%.o $(BUILD)/fz/libldm.a
+$(BUILD)/fuzz/fuzz_%: $(BUILD)/fz/tests/fuzz/fuzz_%.o $(call obj,fz,$(DAEMON_MOD)) $(BUILD)/fz/libldm.a
 	@mkdir -p $(dir $@)
 	@echo "  LD fuzz $@"
 	$(Q)$(FUZZCC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
@@ -175,13 +184,13 @@ check-fuzz-regress: $(FUZZERS)
 	  echo "ok   $$n ($$(ls tests/fuzz/corpus/$$n | wc -l) seeds)"; fi; done
 
 # ---- integration tests ------------------------------------------------------------
-check-integration: all
+check-integration: all $(TEST_TOOLS)
 	@echo "== integration tests"
 	$(Q)for t in $(sort $(wildcard tests/integration/*.sh)); do \
 	  BIN=$(BUILD)/bin BUILD=$(BUILD) bash $$t || exit 1; done
 
 check: deps
-	$(Q)$(MAKE) --no-print-directory all $(BUILD)/bin/unit-tests $(FUZZERS)
+	$(Q)$(MAKE) --no-print-directory all $(TEST_TOOLS) $(BUILD)/bin/unit-tests $(FUZZERS)
 	$(Q)$(MAKE) --no-print-directory check-unit check-fuzz-regress check-integration
 	@echo "== make check: all passed"
 

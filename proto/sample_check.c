@@ -302,8 +302,11 @@ static int check_frames(const struct ctx *c)
 static int check_tombstone(const struct ctx *c)
 {
     const ProtobufCBinaryData *r = &c->s->rejected;
-    size_t n = r->len;
-    if (n > 32 || strspn((const char *)r->data, "abcdefghijklmnopqrstuvwxyz0123456789_") < n)
+    size_t n = r->len, ok = 0;
+    while (ok < n && ((r->data[ok] >= 'a' && r->data[ok] <= 'z') ||
+                      (r->data[ok] >= '0' && r->data[ok] <= '9') || r->data[ok] == '_'))
+        ok++;
+    if (n > 32 || ok < n)
         return reject(c, LDM_SR_TOMBSTONE, LDM_EFORMAT,
                       "rejected reason is not 1-32 characters of [a-z0-9_]");
     if (c->nframes != 1 || c->s->image || c->s->cond)
