@@ -15,7 +15,28 @@ struct ldm_lease_client {
     char server_public[LDM_Z85_KEY_LEN + 1];
     struct ldm_keypair client;
     int has_client, timeout_ms;
+    const atomic_int *cancel;
 };
+
+void ldm_lease_client_set_cancel(struct ldm_lease_client *c, const atomic_int *flag)
+{
+    c->cancel = flag;
+}
+
+/* Wait for the answer in slices, so a cancel is seen within 50 ms. */
+static int wait_answer(struct ldm_lease_client *c, int cancellable)
+{
+    for (int waited = 0; waited < c->timeout_ms; waited += 50) {
+        if (cancellable && c->cancel && *c->cancel)
+            return 0;
+        zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
+        int left = c->timeout_ms - waited;
+        int n = zmq_poll(&it, 1, left < 50 ? left : 50);
+        if (n != 0)
+            return n;
+    }
+    return 0;
+}
 
 static int reopen(struct ldm_lease_client *c)
 {
@@ -68,15 +89,14 @@ void ldm_lease_client_free(struct ldm_lease_client **c)
 
 /* Send `req` (consumed) and wait for the answer; an {"ok":false} answer
  * gives LDM_EDENIED with its error text. */
-static int call(struct ldm_lease_client *c, json_t *req, json_t **reply)
+static int call(struct ldm_lease_client *c, json_t *req, json_t **reply, int cancellable)
 {
     json_object_set_new(req, "loader", json_string(c->loader));
     int rc = ldm_zsend_json(c->sock, req);
     json_decref(req);
     if (rc)
         return rc;
-    zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
-    int n = zmq_poll(&it, 1, c->timeout_ms);
+    int n = wait_answer(c, cancellable);
     if (n <= 0) {
         int r2 = reopen(c);
         return r2 ? r2 : ldm_fail(LDM_ETIMEOUT, "no answer from %s within %d ms", c->endpoint,
@@ -126,7 +146,7 @@ static int parse_grant(const json_t *r, struct ldm_lease *l, enum ldm_lease_stat
 int ldm_lease_get(struct ldm_lease_client *c, struct ldm_lease *l, enum ldm_lease_state *state)
 {
     json_t *reply = NULL;
-    int rc = call(c, json_pack("{s:s}", "op", "lease"), &reply);
+    int rc = call(c, json_pack("{s:s}", "op", "lease"), &reply, 1);
     if (!rc)
         rc = parse_grant(reply, l, state);
     json_decref(reply);
@@ -138,7 +158,7 @@ int ldm_lease_renew(struct ldm_lease_client *c, struct ldm_lease *l, uint64_t ne
     json_t *reply = NULL;
     int rc = call(c, json_pack("{s:s,s:I,s:I}", "op", "renew", "lease", (json_int_t)l->id, "next",
                                (json_int_t)next),
-                  &reply);
+                  &reply, 0);
     int64_t timeout;
     if (!rc && ldm_json_get_int(reply, "timeout_ms", &timeout, l->timeout_ms) == 0 && timeout > 0)
         l->timeout_ms = timeout;
@@ -149,7 +169,7 @@ int ldm_lease_renew(struct ldm_lease_client *c, struct ldm_lease *l, uint64_t ne
 static int simple(struct ldm_lease_client *c, json_t *req)
 {
     json_t *reply = NULL;
-    int rc = call(c, req, &reply);
+    int rc = call(c, req, &reply, 0);
     json_decref(reply);
     return rc;
 }

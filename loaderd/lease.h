@@ -8,6 +8,7 @@
 #ifndef LDM_LEASE_H
 #define LDM_LEASE_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "curve.h"
@@ -35,6 +36,11 @@ int ldm_lease_client_new(void *zctx, const char *endpoint, const char *server_pu
                          const struct ldm_keypair *client, const char *loader, int timeout_ms,
                          struct ldm_lease_client **out);
 void ldm_lease_client_free(struct ldm_lease_client **c);
+
+/* While *flag is non-zero, ldm_lease_get stops waiting for its answer at
+ * once (LDM_ETIMEOUT): a stopping thread does not sit out a request timeout.
+ * Renew, done, release and fail still wait, so the encoder hears them. */
+void ldm_lease_client_set_cancel(struct ldm_lease_client *c, const atomic_int *flag);
 
 /* Ask for a lease; *state says what came back. Returns 0, LDM_ETIMEOUT,
  * LDM_EFORMAT (a malformed answer) or LDM_EDENIED (an error answer). */

@@ -1,18 +1,20 @@
 /* leasesink.c — a minimal encoder stand-in for loader tests: it hands out
  * shard leases (proto/leases.md) from an in-memory ledger and receives the
  * samples, validating each and writing one line per sample to --out:
- *   SHARD <TAB> INDEX <TAB> KEY <TAB> ok|dup|tomb:REASON <TAB> HxW
+ *   SHARD <TAB> INDEX <TAB> KEY <TAB> ok|dup|tomb:REASON <TAB> HxW <TAB> TOKENS
  * It exits 0 once every shard is done (or failed) and no sample has come for
  * --quiet-ms, printing a JSON summary on stdout.
  *
  * usage: leasesink --leases EP --samples EP --shards FILE --out FILE
- *                  [--timeout-ms 2000] [--quiet-ms 500] [--max-s 120]
+ *                  [--timeout-ms 2000] [--quiet-ms 500] [--max-s 120] [--delay-us 0]
+ * --delay-us makes the sink slow (a busy encoder), so senders meet back-pressure.
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "err.h"
@@ -39,6 +41,7 @@ struct sink {
     int64_t timeout_ms;
     FILE *out;
     uint64_t samples, dups, tombs, bad, leases, lost, releases;
+    long delay_us;
 };
 
 static double now_s(void)
@@ -163,10 +166,11 @@ static void receive(struct sink *k, void *pull)
         k->samples++;
         k->dups += (uint64_t)dup;
         k->tombs += s->rejected.len > 0;
-        fprintf(k->out, "%.*s\t%" PRIu64 "\t%.*s\t%s%.*s\t%ux%u\n", (int)s->shard.len,
+        fprintf(k->out, "%.*s\t%" PRIu64 "\t%.*s\t%s%.*s\t%ux%u\t%zu\n", (int)s->shard.len,
                 s->shard.data, s->index, (int)s->key.len, s->key.data,
                 dup ? "dup" : s->rejected.len ? "tomb:" : "ok", (int)s->rejected.len,
-                s->rejected.data, s->image ? s->image->height : 0, s->image ? s->image->width : 0);
+                s->rejected.data, s->image ? s->image->height : 0, s->image ? s->image->width : 0,
+                s->n_input_ids);
         ldm_sample_free(s);
     }
     for (int i = 0; i < (n < 4 ? n : 4); i++)
@@ -237,6 +241,8 @@ static int serve(struct sink *k, void *rep, void *pull, double quiet_s, double m
         }
         if (it[1].revents & ZMQ_POLLIN) {
             receive(k, pull);
+            if (k->delay_us > 0)
+                usleep((useconds_t)k->delay_us);
             last = now_s();
         }
         if (all_settled(k) && now_s() - last > quiet_s)
@@ -257,6 +263,7 @@ int main(int argc, char **argv)
         return 2;
     }
     k.timeout_ms = atol(arg(argc, argv, "--timeout-ms", "2000"));
+    k.delay_us = atol(arg(argc, argv, "--delay-us", "0"));
     k.out = fopen(out, "w");
     void *zctx = zmq_ctx_new(), *rep = zmq_socket(zctx, ZMQ_REP), *pull = zmq_socket(zctx, ZMQ_PULL);
     int linger = 0, hwm = 16;

@@ -118,13 +118,20 @@ static void print_counters(const json_t *r)
     const json_t *counters = json_object_get(r, "counters"), *rates = json_object_get(r, "rates");
     const char *k;
     json_t *v;
+    int zeros = 0;
     json_object_foreach((json_t *)counters, k, v) {
         double rate = json_number_value(json_object_get(rates, k));
-        printf("    %-22s %12lld", k, (long long)json_integer_value(v));
+        if (json_integer_value(v) == 0) {
+            zeros++;
+            continue;
+        }
+        printf("    %-28s %12lld", k, (long long)json_integer_value(v));
         if (rate > 0)
             printf("  %.1f/s", rate);
         printf("\n");
     }
+    if (zeros)
+        printf("    (%d more counters at zero; --json shows all)\n", zeros);
 }
 
 static void print_reply(const char *who, const json_t *r, const char *op, int as_json)
