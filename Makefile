@@ -54,6 +54,8 @@ SUITES := $(patsubst tests/unit/test_%.c,%,$(filter tests/unit/test_%.c,$(UNIT_S
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZERS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 CUDA_SRC := $(sort $(wildcard nn/cuda/*.cu))
+# a daemon's modules: all its files but main.c (linked into tests and benchmarks too)
+DAEMON_MOD := $(filter-out %/main.c,$(wildcard $(DAEMONS:%=%/*.c)))
 
 # nn/*_nocuda.c stand in for the CUDA backend in a build without it
 ifeq ($(CUDA),1)
@@ -78,6 +80,9 @@ CUDA_LIBS :=
 endif
 
 BINS := $(addprefix $(BUILD)/bin/,$(DAEMONS) $(TOOLS))
+# benchmark programs: bench/NAME/*.c -> build/bin/bench-NAME (run by bench/*.sh)
+BENCHES := $(notdir $(patsubst %/,%,$(dir $(wildcard bench/*/main.c))))
+BENCH_BINS := $(addprefix $(BUILD)/bin/bench-,$(BENCHES))
 # test programs: tests/tools/NAME.c -> build/bin/NAME (stand-ins for peers in integration tests)
 TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/bin/%,$(wildcard tests/tools/*.c))
 
@@ -131,13 +136,14 @@ $(BUILD)/fz/libldm.a: $(LIB_OBJ_FZ)
 
 # ---- binaries ----------------------------------------------------------------
 define bin_rule
-$(BUILD)/bin/$(1): $(call obj,rel,$(wildcard $(2)/*.c)) $(BUILD)/rel/libldm.a
+$(BUILD)/bin/$(1): $(call obj,rel,$(wildcard $(2)/*.c) $(3)) $(BUILD)/rel/libldm.a
 	@mkdir -p $$(dir $$@)
 	@echo "  LD      $$@"
 	$(Q)$(CC) $(CFLAGS) -o $$@ $$^ $(LDLIBS) $(CUDA_LIBS)
 endef
 $(foreach d,$(DAEMONS),$(eval $(call bin_rule,$(d),$(d))))
 $(foreach t,$(TOOLS),$(eval $(call bin_rule,$(t),tools/$(t))))
+$(foreach b,$(BENCHES),$(eval $(call bin_rule,bench-$(b),bench/$(b),$(DAEMON_MOD))))
 
 $(BUILD)/bin/%: $(BUILD)/rel/tests/tools/%.o $(BUILD)/rel/libldm.a
 	@mkdir -p $(dir $@)
@@ -152,7 +158,6 @@ $(GEN)/suites.h: $(UNIT_SRC) Makefile
 
 $(BUILD)/san/tests/unit/main.o: $(GEN)/suites.h
 # daemon modules (all but main.c) are unit-tested too
-DAEMON_MOD := $(filter-out %/main.c,$(wildcard $(DAEMONS:%=%/*.c)))
 $(BUILD)/bin/unit-tests: $(call obj,san,$(UNIT_SRC) $(DAEMON_MOD)) $(BUILD)/san/libldm.a
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
@@ -208,9 +213,8 @@ demo: deps all
 	@echo "asks each for its status:"
 	$(Q)BIN=$(BUILD)/bin bash tests/integration/daemons.sh --show
 
-bench: all
-	$(Q)if ls bench/*.sh >/dev/null 2>&1; then for b in bench/*.sh; do BIN=$(BUILD)/bin bash $$b; done; \
-	else echo "make bench: no benchmarks yet (they arrive with loaderd, nn/ and the CUDA backend)"; fi
+bench: all $(TEST_TOOLS) $(BENCH_BINS)
+	$(Q)for b in $(sort $(wildcard bench/*.sh)); do echo "== $$b"; BIN=$(BUILD)/bin bash $$b || exit 1; done
 
 deps:
 	$(Q)sh tools/deps.sh

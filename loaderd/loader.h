@@ -36,6 +36,7 @@ struct loaderd_cfg {
     char *cond_ext;        /* member of the conditioning image, e.g. input.jpg */
     uint64_t max_pixels;   /* largest decoded image (decompression bombs) */
     uint64_t max_member;   /* largest member of a shard */
+    int dct_scaling;       /* decode JPEGs >= 2x the resized size at 1/2..1/8 */
 };
 
 #endif

@@ -7,7 +7,7 @@ PKGS="build-essential pkg-config clang libclang-rt-14-dev llvm
 libzmq3-dev libsodium-dev libjansson-dev libprotobuf-c-dev protobuf-c-compiler
 zlib1g-dev liblmdb-dev lmdb-utils check libsubunit-dev systemd python3 python3-numpy
 libarchive-dev libzstd-dev libturbojpeg0-dev libspng-dev libwebp-dev libopenblas-dev
-python3-torch python3-pil python3-torchvision"
+python3-torch python3-pil python3-torchvision bc"
 
 missing=""
 for p in $PKGS; do
