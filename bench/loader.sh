@@ -5,6 +5,8 @@
 # short side to 512 (bilinear), center crop 512, random flip; loaderd also
 # builds and sends the Sample message. Rates are samples per CPU-second of
 # the loader process (per core), so the sink's own work is not counted.
+# The loader's CPU includes packing and sending each sample (and ZeroMQ's I/O
+# thread); bench-prep times the prepare stage alone, stage by stage.
 # Then 1 vs 2 loader processes (one thread each), wall-clock rate.
 set -u
 BIN=${BIN:-build/bin}
@@ -49,9 +51,12 @@ run_loaders() {
     echo "$(echo "$t1 - $t0" | bc -l) $cpu"
 }
 
+run_loaders 1 >/dev/null # warm-up: page cache, CPU clocks
 read -r wall1 cpu1 < <(run_loaders 1)
 read -r _ cpu1t < <(run_loaders 1 --tokenizer="$TOK")
 read -r wall2 _ < <(run_loaders 2)
+prep=$("$BIN/bench-prep" 512 "$TOK" "$T"/shards/*.tar)
+prep_ms=$(awk '/prepare \(all\)/ { print $3 }' <<<"$prep")
 pil=$($PY bench/loader_pil.py 512 "$T"/shards/*.tar)
 pil_cpu=$(sed 's/.*"cpu_s": \([0-9.e-]*\).*/\1/' <<<"$pil")
 
@@ -61,6 +66,9 @@ printf '  %-44s %8s samples/CPU-s\n' "loaderd (1 thread)" "$(rate "$cpu1")"
 printf '  %-44s %8s samples/CPU-s\n' "loaderd (1 thread) + CLIP tokenizer" "$(rate "$cpu1t")"
 printf '  %-44s %8s samples/CPU-s\n' "PIL + torchvision (1 thread)" "$(rate "$pil_cpu")"
 printf '  %-44s %8s x\n' "ratio loaderd / PIL per core" "$(echo "$pil_cpu / $cpu1" | bc -l | xargs printf '%.2f')"
+printf '  %-44s %8s samples/s\n' "prepare stage alone (bench-prep, no sending)" "$(echo "1000 / $prep_ms" | bc -l | xargs printf '%.1f')"
+printf '  %-44s %8s x\n' "ratio prepare stage / PIL per core" "$(echo "$pil_cpu * 1000 / $TOTAL / $prep_ms" | bc -l | xargs printf '%.2f')"
+echo "$prep" | sed 's/^/    /'
 printf '  %-44s %8s samples/s wall\n' "1 loaderd process" "$(rate "$wall1")"
 printf '  %-44s %8s samples/s wall\n' "2 loaderd processes" "$(rate "$wall2")"
 printf '  %-44s %8s x\n' "scaling 2 vs 1 (the sink shares the cores)" "$(echo "$wall1 / $wall2" | bc -l | xargs printf '%.2f')"

@@ -4,6 +4,7 @@
  * The daemon skeleton (common/daemon.h) runs the control socket, signals and
  * systemd notification; worker.c runs the reading threads.
  */
+#include <malloc.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,6 +173,10 @@ static int loaderd_start(struct ldm_daemon *d)
     const struct loaderd_cfg *cfg = ldm_daemon_cfg(d);
     L->d = d;
     L->cfg = cfg;
+    /* Image buffers of a few MB come and go with every sample: keep them in
+     * the heap instead of a fresh mmap (page faults, zeroing) each time. */
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
     int rc = setup_endpoints(L, cfg);
     if (!rc)
         rc = setup_prep(L, cfg);

@@ -5,6 +5,7 @@
  * image allows), resize+crop+flip of the decoded image, tokenize, and the
  * whole production path (ldm_prepare). Prints milliseconds per sample.
  */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench-prep RESOLUTION TOKENIZER SHARD...\n");
         return 2;
     }
+    mallopt(M_MMAP_THRESHOLD, 64 << 20); /* as loaderd does */
     struct ldm_prep_shared sh = {0};
     sh.tp.resolution = atoi(argv[1]);
     sh.tp.dct_scaling = 1;
