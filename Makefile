@@ -29,7 +29,7 @@ else
 Q := @
 endif
 
-PKGS := libzmq jansson libprotobuf-c zlib libarchive libturbojpeg spng libwebp openblas
+PKGS := libzmq jansson libprotobuf-c zlib libarchive libturbojpeg spng libwebp openblas lmdb
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
