@@ -32,6 +32,7 @@ struct shard {
     double deadline;
     uint8_t *seen; /* per index: processed */
     size_t nseen;
+    int64_t done_count; /* the holder said done with this many samples; -1 = not yet */
 };
 
 struct sink {
@@ -80,6 +81,7 @@ static json_t *grant(struct sink *k, const char *loader)
         if (sh->state != PENDING)
             continue;
         sh->state = LEASED;
+        sh->done_count = -1;
         sh->lease = ++k->next_lease;
         sh->deadline = t + (double)k->timeout_ms / 1000;
         snprintf(sh->holder, sizeof sh->holder, "%s", loader);
@@ -91,6 +93,13 @@ static json_t *grant(struct sink *k, const char *loader)
     if (open)
         return json_pack("{s:b,s:n,s:i}", "ok", 1, "shard", "retry_ms", 200);
     return json_pack("{s:b,s:n,s:b}", "ok", 1, "shard", "finished", 1);
+}
+
+/* A shard whose holder said done becomes DONE when its samples are all in. */
+static void settle_done(struct shard *sh)
+{
+    if (sh->state == LEASED && sh->done_count >= 0 && first_unseen(sh) >= (uint64_t)sh->done_count)
+        sh->state = DONE;
 }
 
 static json_t *answer(struct sink *k, const json_t *req)
@@ -109,8 +118,15 @@ static json_t *answer(struct sink *k, const json_t *req)
     }
     if (!strcmp(op, "renew"))
         sh->deadline = now_s() + (double)k->timeout_ms / 1000;
-    else if (!strcmp(op, "done"))
-        sh->state = DONE;
+    else if (!strcmp(op, "done")) {
+        /* done only once every sample before `count` is here: samples may
+         * still be on their way (or lost with a loader killed right now) */
+        int64_t count = 0;
+        ldm_json_get_int(req, "count", &count, 0);
+        sh->done_count = count;
+        sh->deadline = now_s() + (double)k->timeout_ms / 1000;
+        settle_done(sh);
+    }
     else if (!strcmp(op, "release")) {
         sh->state = PENDING;
         k->releases++;
@@ -163,6 +179,8 @@ static void receive(struct sink *k, void *pull)
     } else {
         struct shard *sh = shard_of(k, s);
         int dup = sh ? mark(sh, s->index) : 0;
+        if (sh)
+            settle_done(sh);
         k->samples++;
         k->dups += (uint64_t)dup;
         k->tombs += s->rejected.len > 0;
