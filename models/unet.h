@@ -1,0 +1,119 @@
+/* unet.h — diffusers' UNet2DConditionModel (SD-1.x, SD-2.x and SDXL variants): config,
+ * weights, forward, MSE loss and backward on the nn/ op set.
+ *
+ * Parameters carry diffusers' state-dict names ("down_blocks.0.resnets.1.conv1.weight")
+ * and live in one arena laid out from a table built from the config; their gradients
+ * live in a second arena at the same offsets. ldm_unet_prepare fixes the input sizes
+ * (N, H, W, L): it records the network once as a list of ops over an activation arena
+ * (every activation is kept there for the backward, llm.c style), lays out a second
+ * arena for activation gradients (a gradient holds a slot only from the backward of
+ * its last reader to that of its producer; slots are reused), and reserves the
+ * context's workspace. Forward, loss and backward then replay that list. Inputs get
+ * no gradients.
+ *
+ * Supported (anything else in config.json is refused with LDM_EUNSUPPORTED naming the
+ * key): positional time embedding with flip_sin_to_cos / freq_shift, SiLU,
+ * CrossAttnDownBlock2D / DownBlock2D, UNetMidBlock2DCrossAttn, CrossAttnUpBlock2D /
+ * UpBlock2D, conv or linear transformer projections, per-block heads (diffusers'
+ * attention_head_dim, which it uses as the number of heads, or num_attention_heads),
+ * per-block transformer_layers_per_block, addition_embed_type "text_time" (SDXL).
+ * The CPU backend computes in F32; weights may be stored as F32, F16 or BF16.
+ */
+#ifndef LDM_MODELS_UNET_H
+#define LDM_MODELS_UNET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nn/backend.h"
+
+#define LDM_UNET_MAXBLOCKS 6
+
+/* The config.json fields the network depends on, resolved per block. */
+struct ldm_unet_config {
+    int in_channels, out_channels;        /* 4, 4 */
+    int nblocks;                          /* len(block_out_channels) */
+    int block_out_channels[LDM_UNET_MAXBLOCKS];
+    int down_cross[LDM_UNET_MAXBLOCKS];   /* 1: CrossAttnDownBlock2D, 0: DownBlock2D */
+    int up_cross[LDM_UNET_MAXBLOCKS];     /* 1: CrossAttnUpBlock2D, 0: UpBlock2D */
+    int heads[LDM_UNET_MAXBLOCKS];        /* attention heads per down block (up: reversed) */
+    int tlayers[LDM_UNET_MAXBLOCKS];      /* transformer_layers_per_block per down block */
+    int layers_per_block;                 /* resnets per down block (up: one more) */
+    int cross_attention_dim;              /* D of encoder_hidden_states */
+    int norm_num_groups;                  /* 32 */
+    float norm_eps;                       /* 1e-5 */
+    int flip_sin_to_cos;                  /* 1 */
+    float freq_shift;                     /* 0 */
+    int use_linear_projection;            /* 0 SD1, 1 SD2/SDXL */
+    int upcast_attention;                 /* SD2.1; no effect in F32 */
+    int conv_in_kernel, conv_out_kernel;  /* 3 */
+    int time_embed_dim;                   /* 4 · block_out_channels[0] */
+    int text_time;                        /* addition_embed_type == "text_time" */
+    int addition_time_embed_dim;          /* SDXL: 256 */
+    int add_embed_in;                     /* projection_class_embeddings_input_dim */
+    int n_time_ids;                       /* text_time: (add_embed_in − text dim) / addition_time_embed_dim */
+};
+
+struct ldm_unet;
+
+/* Read `path` (a diffusers config.json) into *cfg. Returns 0, LDM_ENOTFOUND /
+ * LDM_EIO / LDM_EFORMAT (the file), LDM_ECONFIG (an inconsistent value: the key and
+ * the value) or LDM_EUNSUPPORTED (a feature not built: the key). */
+int ldm_unet_config_load(struct ldm_unet_config *cfg, const char *path);
+
+/* Build the parameter table for *cfg and allocate the parameter and gradient arenas
+ * (zeroed) on ctx, which must outlive the model. *out is the caller's; free it with
+ * ldm_unet_free. Returns 0, LDM_EINVAL (a parameter whose size overflows) or
+ * LDM_ENOMEM. */
+int ldm_unet_create(struct ldm_unet **out, struct ldm_ctx *ctx, const struct ldm_unet_config *cfg);
+
+/* Free *u (NULL is fine) and everything it allocated; sets *u NULL. */
+void ldm_unet_free(struct ldm_unet **u);
+
+/* Load every parameter from the safetensors file `path` (F32, F16 or BF16),
+ * checking each name and shape against the table. Returns 0, the codes of
+ * ldm_st_open, LDM_ENOTFOUND (a missing tensor), LDM_EFORMAT (a wrong dtype or shape:
+ * the tensor, its shape and the expected one), LDM_EIO. Extra tensors in the file
+ * are ignored. */
+int ldm_unet_load(struct ldm_unet *u, const char *path);
+
+/* Fix the input sizes: sample (N, in_channels, H, W) with H and W divisible by
+ * 2^(nblocks−1), encoder_hidden_states (N, L, cross_attention_dim). Records the ops,
+ * allocates the activation arenas and reserves the workspace (planned over forward
+ * and backward). May be called again with other sizes. Returns 0, LDM_EINVAL (sizes),
+ * LDM_ENOMEM, or an op's error from planning. */
+int ldm_unet_prepare(struct ldm_unet *u, int64_t N, int64_t H, int64_t W, int64_t L);
+
+/* The inputs of one pass, in host memory, F32 (timesteps as floats, as diffusers
+ * casts them): sample (N, C, H, W), timesteps (N), encoder_hidden_states (N, L, D);
+ * with text_time also text_embeds (N, add_embed_in − n_time_ids·addition_time_embed_dim)
+ * and time_ids (N, n_time_ids); NULL otherwise. */
+struct ldm_unet_inputs {
+    const float *sample, *timesteps, *encoder_hidden_states, *text_embeds, *time_ids;
+};
+
+/* Run the forward pass on `in`; copy the prediction (N, out_channels, H, W) into
+ * out_host when it is not NULL. Returns 0, LDM_EINVAL (not prepared, a missing
+ * input), or an op's or a copy's error. */
+int ldm_unet_forward(struct ldm_unet *u, const struct ldm_unet_inputs *in, float *out_host);
+
+/* Mean squared error between the last forward's prediction and target_host (same
+ * shape, F32) into *loss. Returns 0, LDM_EINVAL (no forward yet), an op's error. */
+int ldm_unet_loss(struct ldm_unet *u, const float *target_host, float *loss);
+
+/* Zero the parameter gradients and back-propagate the last loss (scaled by dloss,
+ * 1 normally) through the network. Returns 0, LDM_EINVAL (no loss yet), an op's error. */
+int ldm_unet_backward(struct ldm_unet *u, float dloss);
+
+/* The number of parameters, and parameter i with its gradient (descriptors into the
+ * model's arenas, valid until ldm_unet_free). Returns 0 or LDM_ERANGE. */
+size_t ldm_unet_nparams(const struct ldm_unet *u);
+int ldm_unet_param(const struct ldm_unet *u, size_t i, struct ldm_tensor *param,
+                   struct ldm_tensor *grad);
+
+/* Memory in bytes: parameters (one arena; gradients use as much), activations saved
+ * for backward, their gradients, and the workspace reserved. */
+struct ldm_unet_mem { size_t params, acts, act_grads, workspace; size_t nodes; };
+void ldm_unet_memory(const struct ldm_unet *u, struct ldm_unet_mem *m);
+
+#endif

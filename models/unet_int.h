@@ -1,0 +1,108 @@
+/* unet_int.h — UNet internals shared by unet.c, unet_graph.c and unet_blocks.c. */
+#ifndef LDM_MODELS_UNET_INT_H
+#define LDM_MODELS_UNET_INT_H
+
+#include "models/unet.h"
+
+/* Recorded ops. Tensor slots, outputs first:
+ *  CONV   y, x, w, b        LINEAR y, x, w, b (b absent: ndim 0)
+ *  GN     y, mean, rstd, x, gamma, beta      LN  y, mean, rstd, x, gamma, beta
+ *  ACT    y, x              GEGLU  y, h       ATTN out, lse, q, k, v
+ *  UP2X   y, x              CAT    y, a, b    TRANS y, x
+ *  ADD    y, a, b           BCAST  y, x, v    TEMB  y, t (no backward) */
+enum ug_op {
+    UG_CONV, UG_LINEAR, UG_GN, UG_LN, UG_ACT, UG_GEGLU, UG_ATTN,
+    UG_UP2X, UG_CAT, UG_TRANS, UG_ADD, UG_BCAST, UG_TEMB
+};
+
+#define UG_SLOTS 6
+
+struct ug_node {
+    int op;
+    struct ldm_tensor t[UG_SLOTS];
+    union {
+        struct ldm_conv2d_opts conv;
+        struct ldm_norm_opts norm;
+        struct ldm_attn_opts attn;
+        struct ldm_temb_opts temb;
+        int act;
+    } o;
+};
+
+/* What a walk over the network does. */
+enum ug_mode {
+    UG_DECLARE, /* append each parameter to the table; nothing else */
+    UG_MEASURE, /* count activation bytes (data pointers NULL) */
+    UG_RECORD   /* lay activations into the arena and append the ops */
+};
+
+/* One walk of the network. A helper that fails records the first error in err and
+ * returns a shape-correct descriptor, so block code reads straight through; the
+ * walk's caller checks err. */
+struct ug {
+    struct ldm_unet *u;
+    int mode;
+    int err;
+    size_t cursor; /* next parameter in the table (MEASURE, RECORD) */
+    size_t abytes; /* activation bytes laid out so far */
+    struct ldm_tensor ehs, semb; /* encoder_hidden_states, SiLU(time embedding) */
+    struct ug_node scratch;      /* what ug_node hands out when not recording */
+};
+
+/* One activation buffer (RECORD), and where its gradient goes (unet_grad.c). */
+struct ug_buf {
+    size_t off, bytes;          /* in the activation arena */
+    size_t producer, last_use;  /* node indices; (size_t)-1: none */
+    size_t goff;                /* in the gradient arena; (size_t)-1: no gradient */
+};
+
+struct ldm_unet {
+    struct ldm_ctx *ctx;
+    struct ldm_unet_config cfg;
+    struct ldm_tensor *params; /* the table, diffusers names (owned copies) */
+    struct ldm_tensor *grads;  /* same shapes, in the gradient arena */
+    size_t nparams, cap_params;
+    struct ldm_arena pa, ga;   /* parameters, their gradients */
+    struct ldm_arena aa, gaa;  /* activations, their gradients */
+    struct ug_node *nodes;
+    size_t nnodes, cap_nodes;
+    struct ug_buf *bufs;       /* by offset */
+    size_t nbufs, cap_bufs;
+    size_t *zero_order;        /* bufs indices in the order their gradients are first used */
+    size_t nzero;
+    /* the prepared inputs and output, in aa */
+    struct ldm_tensor sample, tsteps, ehs, text, tids, out, target, loss;
+    int64_t N, H, W, L;
+    int prepared, have_out, have_loss;
+};
+
+/* unet_graph.c: parameters, activations and ops for a walk. */
+struct ldm_tensor ug_param(struct ug *g, const char *prefix, const char *leaf, int ndim,
+                           const int64_t *shape);
+struct ldm_tensor ug_act(struct ug *g, int ndim, const int64_t *shape);
+struct ldm_tensor ug_view(struct ldm_tensor x, int ndim, const int64_t *shape);
+struct ug_node *ug_node(struct ug *g, int op);
+int ug_run_forward(struct ldm_unet *u);
+int ug_run_backward(struct ldm_unet *u, float dloss);
+
+/* unet_grad.c: the activation-gradient layout (after RECORD) and its use. */
+int ug_grad_plan(struct ldm_unet *u, size_t *bytes);
+int ug_grad_zero(struct ldm_unet *u, size_t step, size_t *cursor);
+const struct ldm_tensor *ug_grad_of(const struct ldm_unet *u, const struct ldm_tensor *t,
+                                   struct ldm_tensor *gt);
+
+#define UG_SHAPE(...) (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]){__VA_ARGS__}
+#define ug_actv(g, ...) ug_act((g), UG_SHAPE(__VA_ARGS__))
+#define ug_paramv(g, prefix, leaf, ...) ug_param((g), (prefix), (leaf), UG_SHAPE(__VA_ARGS__))
+#define ug_viewv(x, ...) ug_view((x), UG_SHAPE(__VA_ARGS__))
+
+/* unet_blocks.c: the layers (each appends its ops) and the whole network. */
+struct ldm_tensor ug_conv(struct ug *g, const char *pre, struct ldm_tensor x, int64_t K, int R,
+                          int stride);
+struct ldm_tensor ug_linear(struct ug *g, const char *pre, struct ldm_tensor x, int64_t Dout,
+                            int bias);
+struct ldm_tensor ug_group_norm(struct ug *g, const char *pre, struct ldm_tensor x, float eps,
+                                int silu);
+int ug_network(struct ug *g);
+
+#endif
