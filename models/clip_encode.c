@@ -343,10 +343,10 @@ static int encode_word(const struct ldm_clip_tok *t, struct work *w, size_t a, s
     return 0;
 }
 
-int ldm_clip_tok_encode(const struct ldm_clip_tok *t, const char *text, size_t len, int32_t *ids,
+/* Tokenize one stretch of text (no special-token split inside). */
+static int encode_chunk(const struct ldm_clip_tok *t, const char *text, size_t len, int32_t *ids,
                         size_t cap, size_t *n)
 {
-    *n = 0;
     struct work w = {0};
     int rc = clean(text, len, &w);
     size_t pos = 0, start = 0;
@@ -362,6 +362,28 @@ int ldm_clip_tok_encode(const struct ldm_clip_tok *t, const char *text, size_t l
             rc = encode_word(t, &w, start, pos, ids, cap, n);
     }
     work_free(&w);
+    return rc;
+}
+
+int ldm_clip_tok_encode(const struct ldm_clip_tok *t, const char *text, size_t len, int32_t *ids,
+                        size_t cap, size_t *n)
+{
+    *n = 0;
+    if (!t->pad_text)
+        return encode_chunk(t, text, len, ids, cap, n);
+    /* a pad token that is ordinary text ("!") is split out of the raw text first */
+    size_t plen = strlen(t->pad_text), from = 0;
+    int rc = 0;
+    while (!rc && *n < cap) {
+        const char *hit = memmem(text + from, len - from, t->pad_text, plen);
+        size_t end = hit ? (size_t)(hit - text) : len;
+        rc = encode_chunk(t, text + from, end - from, ids, cap, n);
+        if (!hit)
+            break;
+        if (!rc && *n < cap)
+            ids[(*n)++] = t->pad;
+        from = end + plen;
+    }
     return rc;
 }
 

@@ -100,6 +100,7 @@ void ldm_clip_tok_free(struct ldm_clip_tok *t)
     if (!t)
         return;
     ldm_strmap_free(&t->vocab);
+    free(t->pad_text);
     free(t->id_entry);
     free(t->merges);
     free(t);
@@ -379,6 +380,12 @@ static int apply_config(struct ldm_clip_tok *t, const char *path)
         rc = special_id(t, eos, "eos_token", path, &t->eos);
     if (!rc && pad)
         rc = special_id(t, pad, "pad_token", path, &t->pad);
+    if (!rc && pad && strcmp(pad, CLIP_SOT) != 0 && strcmp(pad, CLIP_EOT) != 0) {
+        free(t->pad_text);
+        t->pad_text = strdup(pad);
+        if (!t->pad_text)
+            rc = ldm_fail(LDM_ENOMEM, "%s: out of memory", path);
+    }
     if (!rc)
         rc = max_length_setting(t, cfg, path);
     json_decref(cfg);

@@ -16,6 +16,9 @@
  *      merged pairwise by merge rank (all occurrences of the best-ranked
  *      pair, left to right, until no pair has a rank); the two special
  *      tokens in the text give their own ids.
+ * A pad token that is ordinary text (SD 2.x and SDXL's second tokenizer pad
+ * with "!") is a special token to Hugging Face's tokenizer: every occurrence
+ * in the raw text is split out first and gives the pad id. So does ours.
  * ftfy.fix_text (mojibake repair) runs first in the reference; it has no C
  * counterpart here and is skipped: it changes only text that is already
  * broken (mis-decoded UTF-8, HTML-escaped quotes in odd forms, ...).

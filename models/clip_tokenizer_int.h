@@ -34,6 +34,9 @@ struct ldm_clip_tok {
     int32_t n_merges;
     int32_t sot_id, eot_id; /* the split pattern's special tokens, -1 if absent */
     int32_t bos, eos, pad;
+    char *pad_text;     /* the pad token when it is not <|startoftext|> / <|endoftext|>
+                           (SD 2.x: "!"): split out of the raw text as Hugging Face's
+                           tokenizer does with its special tokens; NULL otherwise */
     int max_length;
     int monotone;       /* every merge's parts are made by lower ranks only */
     size_t heap_min;    /* words of this many bytes or more use the heap */

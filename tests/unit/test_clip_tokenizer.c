@@ -426,7 +426,7 @@ START_TEST(hf_layout_agrees_with_gz)
     char *dir = tu_tmpdir();
     write_hf(dir, merges, n);
     write_text(dir, "tokenizer_config.json",
-               "{\"model_max_length\": 77, \"pad_token\": \"!\", \"do_lower_case\": true,"
+               "{\"model_max_length\": 77, \"pad_token\": \"<|endoftext|>\", \"do_lower_case\": true,"
                " \"bos_token\": {\"content\": \"<|startoftext|>\", \"lstrip\": false}}");
     struct ldm_clip_tok *hf = NULL, *gz = load_gz();
     ck_ok(ldm_clip_tok_load_dir(dir, &hf));
@@ -441,7 +441,7 @@ START_TEST(hf_layout_agrees_with_gz)
     ck_assert_int_eq(a.n_merges, b.n_merges);
     ck_assert_int_eq(a.bos, b.bos);
     ck_assert_int_eq(a.eos, b.eos);
-    ck_assert_int_eq(a.pad, 0); /* "!" as SD 2.x and SDXL's second tokenizer have it */
+    ck_assert_int_eq(a.pad, 49407); /* SD 1.x pads with the end token */
     for (int32_t id = 0; id < b.vocab_size; id += 97)
         ck_assert_str_eq(ldm_clip_tok_token(hf, id), ldm_clip_tok_token(gz, id));
     /* and on text of every kind */
@@ -459,12 +459,29 @@ START_TEST(hf_layout_agrees_with_gz)
         ck_ok(ldm_clip_tok_encode(gz, text, strlen(text), y, 256, &ny));
         ck_assert_msg(nx == ny && memcmp(x, y, nx * sizeof x[0]) == 0, "\"%s\" differs", text);
     }
-    /* special_tokens_map.json overrides tokenizer_config.json */
-    write_text(dir, "special_tokens_map.json", "{\"pad_token\": \"<|endoftext|>\"}");
+    /* special_tokens_map.json overrides tokenizer_config.json: pad "!" as SD 2.x
+     * and SDXL's second tokenizer have it, a special token split out of the text */
+    write_text(dir, "special_tokens_map.json", "{\"pad_token\": \"!\"}");
     ldm_clip_tok_free(hf);
     ck_ok(ldm_clip_tok_load_dir(dir, &hf));
     ldm_clip_tok_get_info(hf, &a);
-    ck_assert_int_eq(a.pad, 49407);
+    ck_assert_int_eq(a.pad, 0);
+    static const char *const cases[][3] = {
+        {"4k!", "4k", ""}, {"wow!! nice", "wow", " nice"}, {"!start", "", "start"}};
+    for (size_t c = 0; c < 3; c++) {
+        int32_t x[64], y[64], z[64];
+        size_t nx = 0, ny = 0, nz = 0;
+        const char *const *cs = cases[c];
+        ck_ok(ldm_clip_tok_encode(hf, cs[0], strlen(cs[0]), x, 64, &nx));
+        ck_ok(ldm_clip_tok_encode(gz, cs[1], strlen(cs[1]), y, 64, &ny));
+        ck_ok(ldm_clip_tok_encode(gz, cs[2], strlen(cs[2]), z, 64, &nz));
+        size_t bangs = c == 1 ? 2 : 1;
+        ck_assert_uint_eq(nx, ny + bangs + nz);
+        ck_assert_mem_eq(x, y, ny * sizeof x[0]);
+        for (size_t q = 0; q < bangs; q++)
+            ck_assert_int_eq(x[ny + q], 0);
+        ck_assert_mem_eq(x + ny + bangs, z, nz * sizeof x[0]);
+    }
     ldm_clip_tok_free(hf);
     ldm_clip_tok_free(gz);
     for (size_t i = 0; i < n; i++)
