@@ -128,7 +128,7 @@ static void on_signal(struct ldm_daemon *d)
 {
     int sig;
     char why[1024];
-    while ((sig = ldm_signals_read(d->sigfd)) > 0) {
+    while ((sig = ldm_signals_read(&d->sig)) > 0) {
         if (sig == SIGHUP) {
             LOG_INFO("SIGHUP: reloading", "daemon=%s", d->name);
             ldm_notify("RELOADING=1");
@@ -168,13 +168,14 @@ static long run_timers(struct ldm_daemon *d)
 
 static void run_loop(struct ldm_daemon *d)
 {
-    zmq_pollitem_t items[2 + MAX_WATCH];
+    zmq_pollitem_t items[3 + MAX_WATCH];
     while (!d->stopping) {
         long timeout = run_timers(d);
         if (d->stopping)
             break;
         int n = 0, nw = d->nwatch;
-        items[n++] = (zmq_pollitem_t){NULL, d->sigfd, ZMQ_POLLIN, 0};
+        items[n++] = (zmq_pollitem_t){NULL, d->sig.sfd, ZMQ_POLLIN, 0};
+        items[n++] = (zmq_pollitem_t){NULL, d->sig.pfd, ZMQ_POLLIN, 0};
         items[n++] = (zmq_pollitem_t){d->ctl, 0, ZMQ_POLLIN, 0};
         for (int i = 0; i < nw; i++)
             items[n++] = (zmq_pollitem_t){d->watch[i].sock, d->watch[i].fd, ZMQ_POLLIN, 0};
@@ -186,12 +187,12 @@ static void run_loop(struct ldm_daemon *d)
             LOG_ERROR("poll failed", "daemon=%s error=%s", d->name, zmq_strerror(zmq_errno()));
             break;
         }
-        if (items[0].revents & ZMQ_POLLIN)
+        if ((items[0].revents | items[1].revents) & ZMQ_POLLIN)
             on_signal(d);
-        if (items[1].revents & ZMQ_POLLIN)
+        if (items[2].revents & ZMQ_POLLIN)
             ldm_daemon_handle_control(d);
         for (int i = 0; i < nw; i++)
-            if (items[2 + i].revents & ZMQ_POLLIN)
+            if (items[3 + i].revents & ZMQ_POLLIN)
                 snap[i].fn(d, snap[i].arg);
     }
 }
@@ -230,8 +231,7 @@ static void shutdown_all(struct ldm_daemon *d, int started)
         free(d->bound[i]);
     }
     ldm_daemon_free_cfg(d, &d->common, d->cfg);
-    if (d->sigfd >= 0)
-        close(d->sigfd);
+    ldm_signals_close(&d->sig);
     free(d->over);
     free(d->cfg);
 }
@@ -243,15 +243,17 @@ int ldm_daemon_main(const struct ldm_daemon_ops *ops, void *ctx, int argc, char 
         return 1;
     d->ops = ops;
     d->ctx = ctx;
-    d->sigfd = ldm_signals_open(); /* first: threads started later inherit the mask */
+    /* first: threads started later inherit the mask */
+    int exit_now = -1, rc = ldm_signals_open(&d->sig);
     snprintf(d->name, sizeof d->name, "%s", ops->name);
-    int exit_now, rc = d->sigfd < 0 ? d->sigfd : ldm_daemon_parse_args(d, argc, argv, &exit_now);
+    d->cfg = ops->cfg_size ? calloc(1, ops->cfg_size) : NULL;
+    if (!rc)
+        rc = ldm_daemon_parse_args(d, argc, argv, &exit_now);
     if (!rc && exit_now >= 0) {
         shutdown_all(d, 0);
         free(d);
         return exit_now;
     }
-    d->cfg = ops->cfg_size ? calloc(1, ops->cfg_size) : NULL;
     if (!rc)
         rc = start(d);
     int status = 0;

@@ -8,6 +8,7 @@
 
 #include "curve.h"
 #include "daemon.h"
+#include "sig.h"
 #include "zap.h"
 
 #define MAX_WATCH 16
@@ -43,7 +44,7 @@ struct ldm_daemon {
     void *zctx;
     void *ctl;                      /* REP control socket */
     struct ldm_zap *zap;
-    int sigfd;
+    struct ldm_signals sig;
     int paused, stopping;
     double started;                 /* monotonic seconds */
     char *bound[MAX_WATCH + 1];    /* ipc endpoints bound, unlinked at exit */

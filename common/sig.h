@@ -1,18 +1,31 @@
-/* sig.h — signals folded into a poll loop through signalfd.
+/* sig.h — signals folded into a poll loop.
  *
  * ldm_signals_open() blocks SIGTERM, SIGINT and SIGHUP in the calling
- * thread (call it first in main, before any thread is started: threads
- * inherit the mask, so the signals reach only the descriptor) and ignores
- * SIGPIPE. The returned descriptor is non-blocking and close-on-exec.
+ * thread (call it first in main, before starting threads: they inherit the
+ * mask) and ignores SIGPIPE. A signal then arrives one of two ways, and the
+ * loop polls both descriptors:
+ *   - through a signalfd, when every thread blocks it (it stays pending for
+ *     the process);
+ *   - through a self-pipe, written by a handler, when it is delivered to a
+ *     thread that does not block it — a library's thread started before
+ *     main (OpenBLAS starts its pool when it is loaded).
+ * Both descriptors are non-blocking and close-on-exec.
  */
 #ifndef LDM_SIG_H
 #define LDM_SIG_H
 
-/* Returns a signalfd descriptor (>= 0) or LDM_EIO. */
-int ldm_signals_open(void);
+struct ldm_signals {
+    int sfd; /* signalfd */
+    int pfd; /* read end of the self-pipe */
+};
 
-/* Read one pending signal: returns its number, 0 when none is pending, or
- * LDM_EIO. */
-int ldm_signals_read(int fd);
+/* Returns 0 or LDM_EIO. */
+int ldm_signals_open(struct ldm_signals *s);
+
+/* Read one pending signal from either descriptor: its number, 0 when none
+ * is pending, or LDM_EIO. */
+int ldm_signals_read(const struct ldm_signals *s);
+
+void ldm_signals_close(struct ldm_signals *s);
 
 #endif

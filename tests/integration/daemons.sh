@@ -55,13 +55,22 @@ stopped() {
     [ ! -e "$sock" ] && ok "$name removed $sock" || fail "$name left $sock behind"
 }
 
-cat >"$T/ldmpipe.conf" <<'EOF'
+# encoderd needs a model, a cache and shards: a tiny model and one small shard
+"$BIN/mktiny" --variant sd1 --out "$T/model" >/dev/null || { echo "FAIL daemons: mktiny"; exit 1; }
+"$BIN/mkshards" synth --out "$T/shards" --shards 1 --per-shard 4 >/dev/null ||
+    { echo "FAIL daemons: mkshards"; exit 1; }
+cat >"$T/ldmpipe.conf" <<EOF
 # integration test configuration
 [common]
 log_level = info
 
 [trainerd]
 device = cpu
+
+[encoderd]
+shards = $T/shards/synth-000000.tar
+cache = $T/cache
+model = $T/model
 
 [loaderd]
 EOF
@@ -156,7 +165,7 @@ st=$?
     "$BIN/ldmctl" keygen "$T/stranger" >/dev/null || fail "keygen"
 cp "$T/admin.pub" "$T/allow"
 PORT=$((20000 + RANDOM % 20000))
-"$BIN/encoderd" --control="tcp://0.0.0.0:$PORT" --curve_key="$T/server.key" \
+"$BIN/encoderd" -c "$T/ldmpipe.conf" --control="tcp://0.0.0.0:$PORT" --curve_key="$T/server.key" \
     --curve_allow="$T/allow" 2>"$T/curve.log" &
 CPID=$!
 PIDS+=($CPID)

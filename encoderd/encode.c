@@ -1,0 +1,394 @@
+/* encode.c — VAE and text-encoder forward passes over a batch, fp16 conversion and record encoding. */
+#include "encode.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "err.h"
+#include "fsutil.h"
+#include "models/clip_text.h"
+#include "models/vae.h"
+#include "nn/tensor.h"
+#include "record.h"
+
+struct encoderd_models {
+    struct ldm_ctx *ctx;
+    struct ldm_vae *vae;
+    struct ldm_clip_text *te, *te2;
+    int penultimate, flip_variants;
+    char dir[4096];
+};
+
+static int exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static int open_parts(struct encoderd_models *m, const char *dir)
+{
+    char p[4200];
+    snprintf(p, sizeof p, "%s/vae", dir);
+    int rc = ldm_vae_open(&m->vae, m->ctx, p);
+    snprintf(p, sizeof p, "%s/text_encoder", dir);
+    if (!rc)
+        rc = ldm_clip_text_load(&m->te, m->ctx, p, 0);
+    snprintf(p, sizeof p, "%s/text_encoder_2", dir);
+    if (!rc && exists(p))
+        rc = ldm_clip_text_load(&m->te2, m->ctx, p, 1);
+    return rc;
+}
+
+int encoderd_models_open(struct encoderd_models **out, const struct encoderd_model_opts *o)
+{
+    *out = NULL;
+    struct encoderd_models *m = calloc(1, sizeof *m);
+    if (!m)
+        return ldm_fail(LDM_ENOMEM, "encoder models");
+    m->penultimate = o->penultimate;
+    m->flip_variants = o->flip_variants;
+    snprintf(m->dir, sizeof m->dir, "%s", o->dir);
+    int rc = ldm_ctx_open(&m->ctx, o->device, o->threads);
+    if (!rc)
+        rc = open_parts(m, o->dir);
+    if (rc) {
+        encoderd_models_free(&m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+void encoderd_models_free(struct encoderd_models **m)
+{
+    if (!m || !*m)
+        return;
+    ldm_vae_close(&(*m)->vae);
+    ldm_clip_text_free(&(*m)->te);
+    ldm_clip_text_free(&(*m)->te2);
+    ldm_ctx_close(&(*m)->ctx);
+    free(*m);
+    *m = NULL;
+}
+
+void encoderd_models_vocab(const struct encoderd_models *m, uint32_t *vocab, uint32_t *vocab2)
+{
+    *vocab = (uint32_t)ldm_clip_text_config(m->te)->vocab_size;
+    *vocab2 = m->te2 ? (uint32_t)ldm_clip_text_config(m->te2)->vocab_size : 0;
+}
+
+/* FNV-1a 64 of a whole file, as 16 hex digits into hex[17]. */
+static int hash_file(const char *path, char hex[17])
+{
+    struct ldm_map map = {0};
+    int rc = ldm_map_file(path, &map);
+    if (rc)
+        return rc;
+    uint64_t h = 0xcbf29ce484222325ull;
+    const unsigned char *p = map.data;
+    for (size_t i = 0; i < map.len; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    ldm_unmap(&map);
+    snprintf(hex, 17, "%016llx", (unsigned long long)h);
+    return 0;
+}
+
+static int hash_part(const char *dir, const char *part, const char *weights, json_t *into)
+{
+    char p[4300], hc[17], hw[17];
+    snprintf(p, sizeof p, "%s/%s/config.json", dir, part);
+    int rc = hash_file(p, hc);
+    snprintf(p, sizeof p, "%s/%s/%s", dir, part, weights);
+    if (!rc)
+        rc = hash_file(p, hw);
+    if (!rc)
+        json_object_set_new(into, part, json_pack("{s:s,s:s}", "config", hc, "weights", hw));
+    return rc;
+}
+
+int encoderd_identity(const struct encoderd_models *m, const struct encoderd_model_opts *o,
+                      char **out)
+{
+    double scale, shift;
+    ldm_vae_scaling(m->vae, &scale, &shift);
+    json_t *id = json_pack("{s:s,s:f,s:f,s:s,s:b}", "hash", "fnv1a64", "scaling_factor", scale,
+                           "shift_factor", shift, "text_hidden",
+                           o->penultimate ? "penultimate" : "last", "flip_variants",
+                           o->flip_variants);
+    if (!id)
+        return ldm_fail(LDM_ENOMEM, "identity");
+    int rc = hash_part(o->dir, "vae", "diffusion_pytorch_model.safetensors", id);
+    if (!rc)
+        rc = hash_part(o->dir, "text_encoder", "model.safetensors", id);
+    if (!rc && m->te2)
+        rc = hash_part(o->dir, "text_encoder_2", "model.safetensors", id);
+    *out = rc ? NULL : json_dumps(id, JSON_SORT_KEYS | JSON_COMPACT);
+    json_decref(id);
+    if (!rc && !*out)
+        rc = ldm_fail(LDM_ENOMEM, "identity");
+    return rc;
+}
+
+/* Scratch of one batch, host memory (the CPU backend computes in it). */
+struct batch {
+    size_t n;
+    int64_t H, W, C, h, w, L, D1, D2, P;
+    float *img, *mean, *logvar, *fmean, *flogvar, *h1, *h2, *pooled;
+    int64_t *ids, *ids2;
+    uint16_t *f16;
+};
+
+static void batch_free(struct batch *b)
+{
+    void *p[] = {b->img, b->mean, b->logvar, b->fmean, b->flogvar, b->h1, b->h2, b->pooled,
+                 b->ids, b->ids2, b->f16};
+    for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
+        free(p[i]);
+}
+
+int encoderd_same_shape(const Ldmpipe__Sample *x, const Ldmpipe__Sample *y)
+{
+    int cond_same = (!x->cond && !y->cond) ||
+                    (x->cond && y->cond && x->cond->height == y->cond->height &&
+                     x->cond->width == y->cond->width && x->cond->channels == y->cond->channels);
+    return x->target_height == y->target_height && x->target_width == y->target_width &&
+           x->n_input_ids == y->n_input_ids && x->n_input_ids_2 == y->n_input_ids_2 && cond_same;
+}
+
+static int batch_alloc(struct encoderd_models *m, const struct encoderd_item *it, size_t n,
+                       struct batch *b)
+{
+    const struct ldm_vae_config *vc = ldm_vae_config(m->vae);
+    b->n = n;
+    b->H = it[0].s->target_height;
+    b->W = it[0].s->target_width;
+    b->C = vc->latent_channels;
+    b->h = ldm_vae_latent_size(m->vae, b->H);
+    b->w = ldm_vae_latent_size(m->vae, b->W);
+    b->L = (int64_t)it[0].s->n_input_ids;
+    b->D1 = ldm_clip_text_config(m->te)->hidden_size;
+    b->D2 = m->te2 ? ldm_clip_text_config(m->te2)->hidden_size : 0;
+    b->P = m->te2 ? ldm_clip_text_config(m->te2)->projection_dim : 0;
+    size_t nl = n * (size_t)(b->C * b->h * b->w), nt = n * (size_t)b->L;
+    b->img = malloc(n * 3 * (size_t)(b->H * b->W) * sizeof(float));
+    b->mean = malloc(nl * sizeof(float));
+    b->logvar = malloc(nl * sizeof(float));
+    if (m->flip_variants) {
+        b->fmean = malloc(nl * sizeof(float));
+        b->flogvar = malloc(nl * sizeof(float));
+    }
+    b->h1 = malloc(nt * (size_t)b->D1 * sizeof(float));
+    b->ids = malloc(nt * sizeof(int64_t));
+    if (m->te2) {
+        b->h2 = malloc(nt * (size_t)b->D2 * sizeof(float));
+        b->pooled = malloc(n * (size_t)b->P * sizeof(float));
+        b->ids2 = malloc(nt * sizeof(int64_t));
+    }
+    size_t f16 = (size_t)(b->C * b->h * b->w) * 4 + (size_t)(b->L * (b->D1 + b->D2) + b->P);
+    b->f16 = malloc(f16 * sizeof(uint16_t));
+    int bad = !b->img || !b->mean || !b->logvar || !b->h1 || !b->ids || !b->f16 ||
+              (m->flip_variants && (!b->fmean || !b->flogvar)) ||
+              (m->te2 && (!b->h2 || !b->pooled || !b->ids2));
+    return bad ? ldm_fail(LDM_ENOMEM, "encode batch of %zu at %lldx%lld", n, (long long)b->H,
+                          (long long)b->W)
+               : 0;
+}
+
+/* uint8 HWC -> float CHW in [-1, 1], mirrored left-right when flip. */
+static void to_float(const struct batch *b, const struct encoderd_item *it, int flip)
+{
+    size_t hw = (size_t)(b->H * b->W);
+    for (size_t i = 0; i < b->n; i++) {
+        float *dst = b->img + i * 3 * hw;
+        const uint8_t *src = it[i].pixels;
+        for (int64_t y = 0; y < b->H; y++)
+            for (int64_t x = 0; x < b->W; x++) {
+                int64_t sx = flip ? b->W - 1 - x : x;
+                const uint8_t *px = src + (size_t)(y * b->W + sx) * 3;
+                for (int c = 0; c < 3; c++)
+                    dst[(size_t)c * hw + (size_t)(y * b->W + x)] = (float)px[c] / 127.5f - 1.0f;
+            }
+    }
+}
+
+static int run_vae(struct encoderd_models *m, struct batch *b, const struct encoderd_item *it)
+{
+    struct ldm_tensor img = ldm_tensor_f32(b->img, (int64_t)b->n, 3, b->H, b->W);
+    struct ldm_tensor mean = ldm_tensor_f32(b->mean, (int64_t)b->n, b->C, b->h, b->w);
+    struct ldm_tensor lv = ldm_tensor_f32(b->logvar, (int64_t)b->n, b->C, b->h, b->w);
+    to_float(b, it, 0);
+    int rc = ldm_vae_encode(m->vae, &img, &mean, &lv);
+    if (rc || !m->flip_variants)
+        return rc;
+    mean.data = b->fmean;
+    lv.data = b->flogvar;
+    to_float(b, it, 1);
+    return ldm_vae_encode(m->vae, &img, &mean, &lv);
+}
+
+static int run_text(struct encoderd_models *m, struct batch *b, const struct encoderd_item *it)
+{
+    for (size_t i = 0; i < b->n; i++)
+        for (int64_t j = 0; j < b->L; j++) {
+            b->ids[i * (size_t)b->L + (size_t)j] = it[i].s->input_ids[j];
+            if (b->ids2)
+                b->ids2[i * (size_t)b->L + (size_t)j] = it[i].s->input_ids_2[j];
+        }
+    int hidx = m->penultimate ? -2 : -1;
+    struct ldm_clip_out o1 = {.hidden_index = hidx};
+    if (m->penultimate)
+        o1.hidden = b->h1;
+    else
+        o1.last_hidden_state = b->h1;
+    int rc = ldm_clip_text_forward(m->te, b->ids, (int64_t)b->n, b->L, &o1);
+    if (rc || !m->te2)
+        return rc;
+    struct ldm_clip_out o2 = {.hidden_index = hidx, .text_embeds = b->pooled};
+    if (m->penultimate)
+        o2.hidden = b->h2;
+    else
+        o2.last_hidden_state = b->h2;
+    return ldm_clip_text_forward(m->te2, b->ids2, (int64_t)b->n, b->L, &o2);
+}
+
+static void put_f16(uint16_t *dst, const float *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = ldm_f32_to_f16(src[i]);
+}
+
+/* Sample i's text states as fp16 (L, D1 + D2) at dst. */
+static void text_f16(const struct batch *b, size_t i, uint16_t *dst)
+{
+    size_t D = (size_t)(b->D1 + b->D2);
+    for (int64_t t = 0; t < b->L; t++) {
+        size_t row = i * (size_t)b->L + (size_t)t;
+        put_f16(dst + (size_t)t * D, b->h1 + row * (size_t)b->D1, (size_t)b->D1);
+        if (b->h2)
+            put_f16(dst + (size_t)t * D + (size_t)b->D1, b->h2 + row * (size_t)b->D2,
+                    (size_t)b->D2);
+    }
+}
+
+static void header(const struct batch *b, const Ldmpipe__Sample *s, struct ldm_record_hdr *h)
+{
+    *h = (struct ldm_record_hdr){
+        .latent_c = (uint32_t)b->C, .latent_h = (uint32_t)b->h, .latent_w = (uint32_t)b->w,
+        .text_len = (uint32_t)b->L, .text_dim = (uint32_t)(b->D1 + b->D2),
+        .pooled_dim = (uint32_t)b->P, .n_ids = (uint32_t)(s->n_input_ids + s->n_input_ids_2),
+        .bucket = s->bucket, .orig_h = s->original_height, .orig_w = s->original_width,
+        .crop_top = s->crop_top, .crop_left = s->crop_left, .target_h = s->target_height,
+        .target_w = s->target_width, .flip = s->flip};
+    if (b->P)
+        h->flags |= LDM_REC_POOLED;
+    if (b->fmean)
+        h->flags |= LDM_REC_FLIPPED;
+    if (s->cond) {
+        h->flags |= LDM_REC_COND_PIXELS;
+        h->cond_c = s->cond->channels;
+        h->cond_h = s->cond->height;
+        h->cond_w = s->cond->width;
+    }
+}
+
+/* HWC -> CHW copy of the conditioning pixels (malloc'd). */
+static uint8_t *cond_chw(const Ldmpipe__Sample *s, const uint8_t *src)
+{
+    size_t C = s->cond->channels, hw = (size_t)s->cond->height * s->cond->width;
+    uint8_t *out = malloc(C * hw);
+    for (size_t p = 0; out && p < hw; p++)
+        for (size_t c = 0; c < C; c++)
+            out[c * hw + p] = src[p * C + c];
+    return out;
+}
+
+static int make_record(const struct batch *b, const struct encoderd_item *it, size_t i, void **rec,
+                       size_t *len)
+{
+    const Ldmpipe__Sample *s = it->s;
+    size_t nl = (size_t)(b->C * b->h * b->w), off = i * nl;
+    uint16_t *mean = b->f16, *lv = mean + nl, *fm = lv + nl, *flv = fm + nl, *text = flv + nl;
+    uint16_t *pooled = text + (size_t)(b->L * (b->D1 + b->D2));
+    struct ldm_record_hdr h;
+    header(b, s, &h);
+    put_f16(mean, b->mean + off, nl);
+    put_f16(lv, b->logvar + off, nl);
+    if (b->fmean) {
+        put_f16(fm, b->fmean + off, nl);
+        put_f16(flv, b->flogvar + off, nl);
+    }
+    text_f16(b, i, text);
+    if (b->P)
+        put_f16(pooled, b->pooled + i * (size_t)b->P, (size_t)b->P);
+    uint32_t *ids = malloc((h.n_ids ? h.n_ids : 1) * sizeof *ids);
+    uint8_t *cond = s->cond ? cond_chw(s, it->cond) : NULL;
+    if (!ids || (s->cond && !cond)) {
+        free(ids);
+        free(cond);
+        return ldm_fail(LDM_ENOMEM, "record of a sample");
+    }
+    if (s->n_input_ids)
+        memcpy(ids, s->input_ids, s->n_input_ids * sizeof *ids);
+    if (s->n_input_ids_2)
+        memcpy(ids + s->n_input_ids, s->input_ids_2, s->n_input_ids_2 * sizeof *ids);
+    struct ldm_record_sections sec = {mean, lv, b->fmean ? fm : NULL, b->fmean ? flv : NULL,
+                                      text, b->P ? pooled : NULL, ids, cond};
+    int rc = ldm_record_new(&h, &sec, rec, len);
+    free(ids);
+    free(cond);
+    return rc;
+}
+
+int encoderd_check_sample(const struct encoderd_models *m, const Ldmpipe__Sample *s)
+{
+    int64_t maxL = ldm_clip_text_config(m->te)->max_position_embeddings;
+    if (s->n_input_ids && (int64_t)s->n_input_ids <= maxL &&
+        (m->te2 ? s->n_input_ids_2 == s->n_input_ids : !s->n_input_ids_2) && s->image &&
+        s->image->channels == 3)
+        return 0;
+    return ldm_fail(LDM_EINVAL,
+                    "sample '%.*s/%.*s' has %zu and %zu token ids and %u channels; the model "
+                    "takes 1..%lld ids%s and RGB",
+                    (int)s->shard.len, (const char *)s->shard.data, (int)s->key.len,
+                    (const char *)s->key.data, s->n_input_ids, s->n_input_ids_2,
+                    s->image ? s->image->channels : 0, (long long)maxL,
+                    m->te2 ? " for both encoders" : " and no second set");
+}
+
+static int check_items(const struct encoderd_models *m, const struct encoderd_item *it, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!encoderd_same_shape(it[0].s, it[i].s))
+            return ldm_fail(LDM_EINVAL, "encode: sample %zu of the batch has another shape", i);
+        int rc = encoderd_check_sample(m, it[i].s);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int encoderd_encode(struct encoderd_models *m, const struct encoderd_item *items, size_t n,
+                    void **recs, size_t *lens)
+{
+    for (size_t i = 0; i < n; i++)
+        recs[i] = NULL;
+    int rc = n ? check_items(m, items, n) : 0;
+    if (rc || !n)
+        return rc;
+    struct batch b = {0};
+    rc = batch_alloc(m, items, n, &b);
+    if (!rc)
+        rc = run_vae(m, &b, items);
+    if (!rc)
+        rc = run_text(m, &b, items);
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = make_record(&b, &items[i], i, &recs[i], &lens[i]);
+    batch_free(&b);
+    for (size_t i = 0; rc && i < n; i++) {
+        free(recs[i]);
+        recs[i] = NULL;
+    }
+    return rc;
+}
