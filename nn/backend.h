@@ -409,6 +409,27 @@ struct ldm_adamw_opts {
     double lr, beta1, beta2, eps, weight_decay; /* as torch's Python floats */
     int64_t step;                               /* >= 1 */
 };
+/* adamw8_step (bitsandbytes' AdamW8bit, block-wise, percentile clipping
+ * off): param and grad F32 (n); the moments are stored 8-bit, each block of
+ * LDM_ADAM8_BLOCK consecutive elements as U8 codes into bitsandbytes'
+ * dynamic quantisation maps (signed for m, unsigned for v) scaled by the
+ * block's absolute maximum: m_q, v_q U8 (n), m_absmax, v_absmax F32
+ * (ceil(n / LDM_ADAM8_BLOCK)). One step dequantises a block's moments,
+ * updates them and the parameters with the adamw_step formulas, then
+ * quantises the new moments (a new absmax per block, nearest code).
+ * Fresh state is all zero codes' values: the op treats step 1 as m = v = 0
+ * whatever the codes hold.
+ * ema_update (diffusers EMAModel.step, one tensor): ema, param F32, the
+ * same shape:  ema −= (1 − decay)·(ema − param), in that order of
+ * operations (as torch's sub_/mul_ on float32).
+ */
+#define LDM_ADAM8_BLOCK 256
+int ldm_adamw8_step(struct ldm_ctx *c, const struct ldm_tensor *param,
+                    const struct ldm_tensor *grad, const struct ldm_tensor *m_q,
+                    const struct ldm_tensor *v_q, const struct ldm_tensor *m_absmax,
+                    const struct ldm_tensor *v_absmax, const struct ldm_adamw_opts *o);
+int ldm_ema_update(struct ldm_ctx *c, const struct ldm_tensor *ema,
+                   const struct ldm_tensor *param, float decay);
 int ldm_mse_loss_forward(struct ldm_ctx *c, const struct ldm_tensor *loss,
                          const struct ldm_tensor *pred, const struct ldm_tensor *target,
                          const struct ldm_tensor *weights);
@@ -464,7 +485,8 @@ enum ldm_op {
     LDM_OP_BILINEAR_BWD, LDM_OP_CONCAT_FWD, LDM_OP_CONCAT_BWD, LDM_OP_TRANSPOSE_FWD,
     LDM_OP_TRANSPOSE_BWD, LDM_OP_ADD_FWD, LDM_OP_ADD_BWD, LDM_OP_ADD_BCAST_FWD,
     LDM_OP_ADD_BCAST_BWD, LDM_OP_TEMB, LDM_OP_EMBEDDING_FWD, LDM_OP_EMBEDDING_BWD,
-    LDM_OP_MSE_FWD, LDM_OP_MSE_BWD, LDM_OP_CLIP_NORM, LDM_OP_ADAMW,
+    LDM_OP_MSE_FWD, LDM_OP_MSE_BWD, LDM_OP_CLIP_NORM, LDM_OP_ADAMW, LDM_OP_ADAMW8,
+    LDM_OP_EMA,
     LDM_OP_COUNT
 };
 
@@ -506,14 +528,16 @@ struct ldm_embed_dims {
     float shift, scale, max_period;
     int dtype;
 };
-/* mse: (N, S); clip: n tensors with their element counts; adamw: n elements. */
+/* mse: (N, S); clip: n tensors with their element counts; adamw, adamw8,
+ * ema: n elements (adamw8: nblocks = ceil(n / LDM_ADAM8_BLOCK)). */
 struct ldm_train_dims {
-    int64_t N, S, n;
+    int64_t N, S, n, nblocks;
     const int64_t *counts;
     int weighted;
     float max_norm;
     double lr, beta1, beta2, eps, weight_decay;
     int64_t step;
+    float decay;
     int dtype;
 };
 
@@ -625,9 +649,16 @@ struct ldm_backend {
                      float *norm);
     int (*adamw)(struct ldm_ctx *c, const struct ldm_train_dims *d, float *param,
                  const float *grad, float *m, float *v);
+    int (*adamw8)(struct ldm_ctx *c, const struct ldm_train_dims *d, float *param,
+                  const float *grad, uint8_t *m_q, uint8_t *v_q, float *m_absmax,
+                  float *v_absmax);
+    int (*ema)(struct ldm_ctx *c, const struct ldm_train_dims *d, float *ema, const float *param);
 };
 
 /* The CPU backend (nn/cpu/). */
 extern const struct ldm_backend ldm_cpu_backend;
+
+/* The CUDA backend (nn/cuda/), or NULL in a build without CUDA. */
+const struct ldm_backend *ldm_cuda_backend_get(void);
 
 #endif

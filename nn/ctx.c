@@ -49,6 +49,8 @@ static const char *const op_names[LDM_OP_COUNT] = {
     [LDM_OP_MSE_BWD] = "mse_loss backward",
     [LDM_OP_CLIP_NORM] = "clip_grad_norm",
     [LDM_OP_ADAMW] = "adamw_step",
+    [LDM_OP_ADAMW8] = "adamw8_step",
+    [LDM_OP_EMA] = "ema_update",
 };
 
 const char *ldm_op_name(int op)
@@ -90,13 +92,17 @@ int ldm_ctx_open(struct ldm_ctx **out, const char *device, int threads)
     int rc = parse_device(device ? device : "cpu", &kind, &index);
     if (rc)
         return rc;
-    if (kind != LDM_DEV_CPU)
-        return ldm_fail(LDM_EUNSUPPORTED, "device \"%s\": this build has no CUDA op backend",
-                        device);
+    const struct ldm_backend *be = &ldm_cpu_backend;
+    if (kind != LDM_DEV_CPU) {
+        be = ldm_cuda_backend_get();
+        if (!be)
+            return ldm_fail(LDM_EUNSUPPORTED, "device \"%s\": this build has no CUDA op backend",
+                            device);
+    }
     struct ldm_ctx *c = calloc(1, sizeof *c);
     if (!c)
         return ldm_fail(LDM_ENOMEM, "compute context: out of memory");
-    c->be = &ldm_cpu_backend;
+    c->be = be;
     c->device = kind;
     c->index = index;
     c->threads = threads;

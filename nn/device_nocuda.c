@@ -1,5 +1,8 @@
 /* device_nocuda.c — device discovery in a build without CUDA (make CUDA=0). */
+#include <stddef.h>
+
 #include "err.h"
+#include "nn/backend.h"
 #include "nn/device.h"
 
 int ldm_cuda_built(void)
@@ -18,4 +21,9 @@ int ldm_cuda_describe(int index, char *out, size_t size)
     (void)out;
     (void)size;
     return ldm_fail(LDM_EINVAL, "no CUDA device %d: built without CUDA", index);
+}
+
+const struct ldm_backend *ldm_cuda_backend_get(void)
+{
+    return NULL;
 }

@@ -5,6 +5,7 @@
 extern "C" {
 #include "err.h"
 #include "nn/device.h"
+#include "nn/backend.h"
 }
 
 extern "C" int ldm_cuda_built(void)
@@ -40,4 +41,10 @@ extern "C" int ldm_cuda_describe(int index, char *out, size_t size)
     snprintf(out, size, "cuda:%d %s sm_%d%d %.1f GiB %d SMs", index, p.name, p.major, p.minor,
              (double)p.totalGlobalMem / (1024.0 * 1024.0 * 1024.0), p.multiProcessorCount);
     return 0;
+}
+
+/* Until the CUDA op backend is built, a CUDA build offers none. */
+extern "C" const struct ldm_backend *ldm_cuda_backend_get(void)
+{
+    return NULL;
 }
