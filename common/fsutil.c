@@ -185,3 +185,18 @@ void ldm_unmap(struct ldm_map *m)
     m->data = NULL;
     m->len = 0;
 }
+
+int ldm_file_fnv1a64(const char *path, char hex[17])
+{
+    struct ldm_map map = {0};
+    int rc = ldm_map_file(path, &map);
+    if (rc)
+        return rc;
+    uint64_t h = 0xcbf29ce484222325ull;
+    const unsigned char *p = map.data;
+    for (size_t i = 0; i < map.len; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    ldm_unmap(&map);
+    snprintf(hex, 17, "%016llx", (unsigned long long)h);
+    return 0;
+}

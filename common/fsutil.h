@@ -66,4 +66,9 @@ int ldm_map_file(const char *path, struct ldm_map *m);
 /* Unmap and zero *m; a zeroed map is fine. */
 void ldm_unmap(struct ldm_map *m);
 
+/* FNV-1a 64 of the whole file `path`, as 16 lower-case hex digits into hex[17]
+ * (the cache identity's weight and config hashes). Returns 0 or the codes of
+ * ldm_map_file. */
+int ldm_file_fnv1a64(const char *path, char hex[17]);
+
 #endif

@@ -9,6 +9,7 @@
 #include "err.h"
 #include "fsutil.h"
 #include "models/clip_text.h"
+#include "models/clip_tokenizer.h"
 #include "models/vae.h"
 #include "nn/tensor.h"
 #include "record.h"
@@ -79,30 +80,14 @@ void encoderd_models_vocab(const struct encoderd_models *m, uint32_t *vocab, uin
     *vocab2 = m->te2 ? (uint32_t)ldm_clip_text_config(m->te2)->vocab_size : 0;
 }
 
-/* FNV-1a 64 of a whole file, as 16 hex digits into hex[17]. */
-static int hash_file(const char *path, char hex[17])
-{
-    struct ldm_map map = {0};
-    int rc = ldm_map_file(path, &map);
-    if (rc)
-        return rc;
-    uint64_t h = 0xcbf29ce484222325ull;
-    const unsigned char *p = map.data;
-    for (size_t i = 0; i < map.len; i++)
-        h = (h ^ p[i]) * 0x100000001b3ull;
-    ldm_unmap(&map);
-    snprintf(hex, 17, "%016llx", (unsigned long long)h);
-    return 0;
-}
-
 static int hash_part(const char *dir, const char *part, const char *weights, json_t *into)
 {
     char p[4300], hc[17], hw[17];
     snprintf(p, sizeof p, "%s/%s/config.json", dir, part);
-    int rc = hash_file(p, hc);
+    int rc = ldm_file_fnv1a64(p, hc);
     snprintf(p, sizeof p, "%s/%s/%s", dir, part, weights);
     if (!rc)
-        rc = hash_file(p, hw);
+        rc = ldm_file_fnv1a64(p, hw);
     if (!rc)
         json_object_set_new(into, part, json_pack("{s:s,s:s}", "config", hc, "weights", hw));
     return rc;
@@ -390,5 +375,73 @@ int encoderd_encode(struct encoderd_models *m, const struct encoderd_item *items
         free(recs[i]);
         recs[i] = NULL;
     }
+    return rc;
+}
+
+/* The ids of the empty caption for the tokenizer in dir/sub, framed to L. */
+static int empty_ids(const char *dir, const char *sub, int64_t L, int64_t *ids)
+{
+    char p[4200];
+    struct ldm_clip_tok *tok = NULL;
+    int32_t buf[1024];
+    snprintf(p, sizeof p, "%s/%s", dir, sub);
+    if (!exists(p))
+        return ldm_fail(LDM_ENOTFOUND, "%s: no tokenizer folder", p);
+    int rc = L > 1024 ? ldm_fail(LDM_EINVAL, "%s: %lld tokens", p, (long long)L)
+                      : ldm_clip_tok_load_dir(p, &tok);
+    if (!rc)
+        rc = ldm_clip_tok_set_max_length(tok, (int)L);
+    if (!rc)
+        rc = ldm_clip_tok_frame(tok, "", 0, buf, NULL);
+    for (int64_t i = 0; !rc && i < L; i++)
+        ids[i] = buf[i];
+    ldm_clip_tok_free(tok);
+    return rc;
+}
+
+int encoderd_empty_caption(struct encoderd_models *m, void **rec, size_t *len)
+{
+    struct batch b = {.n = 1, .L = ldm_clip_text_config(m->te)->max_position_embeddings,
+                      .D1 = ldm_clip_text_config(m->te)->hidden_size,
+                      .D2 = m->te2 ? ldm_clip_text_config(m->te2)->hidden_size : 0,
+                      .P = m->te2 ? ldm_clip_text_config(m->te2)->projection_dim : 0};
+    b.h1 = malloc((size_t)(b.L * b.D1) * sizeof(float));
+    b.ids = malloc((size_t)b.L * sizeof(int64_t));
+    b.ids2 = m->te2 ? malloc((size_t)b.L * sizeof(int64_t)) : NULL;
+    b.h2 = m->te2 ? malloc((size_t)(b.L * b.D2) * sizeof(float)) : NULL;
+    b.pooled = m->te2 ? malloc((size_t)b.P * sizeof(float)) : NULL;
+    uint16_t *f16 = malloc((size_t)(b.L * (b.D1 + b.D2) + b.P + 1) * sizeof(uint16_t));
+    uint32_t *ids = malloc((size_t)b.L * 2 * sizeof(uint32_t));
+    int rc = b.h1 && b.ids && f16 && ids && (!m->te2 || (b.h2 && b.pooled && b.ids2))
+                 ? 0 : ldm_fail(LDM_ENOMEM, "empty caption");
+    if (!rc) rc = empty_ids(m->dir, "tokenizer", b.L, b.ids);
+    if (!rc && m->te2) rc = empty_ids(m->dir, "tokenizer_2", b.L, b.ids2);
+    Ldmpipe__Sample s = LDMPIPE__SAMPLE__INIT;
+    struct encoderd_item it = {.s = &s};
+    uint32_t *ids2 = ids + b.L;
+    for (int64_t i = 0; !rc && i < b.L; i++) {
+        ids[i] = (uint32_t)b.ids[i];
+        ids2[i] = m->te2 ? (uint32_t)b.ids2[i] : 0;
+    }
+    s.input_ids = ids, s.n_input_ids = (size_t)b.L;
+    if (m->te2)
+        s.input_ids_2 = ids2, s.n_input_ids_2 = (size_t)b.L;
+    if (!rc) rc = run_text(m, &b, &it);
+    if (!rc) {
+        struct ldm_record_hdr h = {.text_len = (uint32_t)b.L,
+                                   .text_dim = (uint32_t)(b.D1 + b.D2),
+                                   .pooled_dim = (uint32_t)b.P,
+                                   .n_ids = (uint32_t)(m->te2 ? 2 * b.L : b.L),
+                                   .flags = b.P ? LDM_REC_POOLED : 0};
+        uint16_t *pooled = f16 + (size_t)(b.L * (b.D1 + b.D2));
+        text_f16(&b, 0, f16);
+        if (b.P)
+            put_f16(pooled, b.pooled, (size_t)b.P);
+        struct ldm_record_sections sec = {.text = f16, .pooled = b.P ? pooled : NULL, .ids = ids};
+        rc = ldm_record_new(&h, &sec, rec, len);
+    }
+    free(f16);
+    free(ids);
+    batch_free(&b);
     return rc;
 }

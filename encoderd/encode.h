@@ -68,4 +68,9 @@ int encoderd_same_shape(const Ldmpipe__Sample *a, const Ldmpipe__Sample *b);
 int encoderd_encode(struct encoderd_models *m, const struct encoderd_item *items, size_t n,
                     void **recs, size_t *lens);
 
+/* The record of the empty caption (no latent: text states, pooled embedding and ids
+ * of "" through the model folder's tokenizer/ and tokenizer_2/), malloc'd into *rec,
+ * for meta "empty_caption": caption dropout and classifier-free guidance. */
+int encoderd_empty_caption(struct encoderd_models *m, void **rec, size_t *len);
+
 #endif

@@ -119,6 +119,29 @@ static int discard_cache(const char *dir)
     return 0;
 }
 
+/* Record the empty caption's embedding once per cache. */
+static int store_empty_caption(struct encoderd_state *st)
+{
+    void *old = NULL, *rec = NULL;
+    size_t len = 0;
+    int rc = ldm_store_meta_get(st->store, LDM_META_EMPTY_CAPTION, &old, &len);
+    free(old);
+    if (rc != LDM_ENOTFOUND)
+        return rc;
+    rc = encoderd_empty_caption(st->models, &rec, &len);
+    if (rc == LDM_ENOTFOUND) {
+        LOG_WARN("empty caption not encoded: trainers cannot use caption_dropout",
+                 "error=\"%s\"", ldm_errmsg());
+        return 0;
+    }
+    if (!rc)
+        rc = ldm_store_meta_put(st->store, LDM_META_EMPTY_CAPTION, rec, len);
+    free(rec);
+    if (!rc)
+        LOG_INFO("empty caption encoded", "bytes=%zu", len);
+    return rc;
+}
+
 /* Open the cache and check (or record) the encoders' identity. */
 static int open_cache(struct encoderd_state *st)
 {
@@ -143,6 +166,8 @@ static int open_cache(struct encoderd_state *st)
     }
     free(old);
     free(id);
+    if (!rc)
+        rc = store_empty_caption(st);
     return rc;
 }
 

@@ -247,6 +247,7 @@ static int walk(struct ldm_unet *u, int mode, size_t *abytes)
         return rc;
     u->target = ug_act(&g, u->out.ndim, u->out.shape);
     u->loss = ug_actv(&g, 1);
+    u->weights = ug_actv(&g, u->out.shape[0]);
     if (g.err)
         return g.err;
     if (mode != UG_DECLARE && g.cursor != u->nparams)
@@ -297,6 +298,8 @@ static void free_acts(struct ldm_unet *u)
     free(u->nodes);
     free(u->bufs);
     free(u->zero_order);
+    free(u->ready);
+    u->ready = NULL;
     u->nodes = NULL;
     u->bufs = NULL;
     u->zero_order = NULL;
@@ -406,6 +409,8 @@ int ldm_unet_prepare(struct ldm_unet *u, int64_t N, int64_t H, int64_t W, int64_
     if (!rc)
         rc = arena_of(u, &u->gaa, gbytes, "unet activation gradients");
     if (!rc)
+        rc = ug_ready_plan(u);
+    if (!rc)
         rc = plan(u);
     if (rc) {
         free_acts(u);
@@ -445,11 +450,21 @@ int ldm_unet_forward(struct ldm_unet *u, const struct ldm_unet_inputs *in, float
 
 int ldm_unet_loss(struct ldm_unet *u, const float *target_host, float *loss)
 {
+    return ldm_unet_loss_weighted(u, target_host, NULL, loss);
+}
+
+int ldm_unet_loss_weighted(struct ldm_unet *u, const float *target_host,
+                           const float *weights_host, float *loss)
+{
     if (!u->have_out)
         return ldm_fail(LDM_EINVAL, "unet: loss before a forward pass");
+    u->weighted = weights_host != NULL;
     int rc = upload(u, &u->target, target_host, "target");
+    if (!rc && weights_host)
+        rc = upload(u, &u->weights, weights_host, "weights");
     if (!rc)
-        rc = ldm_mse_loss_forward(u->ctx, &u->loss, &u->out, &u->target, NULL);
+        rc = ldm_mse_loss_forward(u->ctx, &u->loss, &u->out, &u->target,
+                                  u->weighted ? &u->weights : NULL);
     if (!rc)
         rc = ldm_ctx_download(u->ctx, loss, u->loss.data, sizeof *loss);
     u->have_loss = rc == 0;
@@ -464,6 +479,38 @@ int ldm_unet_backward(struct ldm_unet *u, float dloss)
     if (!rc)
         rc = ug_run_backward(u, dloss);
     return rc;
+}
+
+int ldm_unet_backward_accumulate(struct ldm_unet *u, float dloss)
+{
+    if (!u->have_loss)
+        return ldm_fail(LDM_EINVAL, "unet: backward before a loss");
+    return ug_run_backward(u, dloss);
+}
+
+int ldm_unet_zero_grad(struct ldm_unet *u)
+{
+    return ldm_arena_zero(&u->ga);
+}
+
+void ldm_unet_set_grad_hook(struct ldm_unet *u, ldm_unet_grad_hook fn, void *arg)
+{
+    u->hook = fn;
+    u->hook_arg = arg;
+}
+
+void ldm_unet_arenas(const struct ldm_unet *u, const struct ldm_arena **params,
+                     const struct ldm_arena **grads)
+{
+    if (params)
+        *params = &u->pa;
+    if (grads)
+        *grads = &u->ga;
+}
+
+const struct ldm_unet_config *ldm_unet_get_config(const struct ldm_unet *u)
+{
+    return &u->cfg;
 }
 
 size_t ldm_unet_nparams(const struct ldm_unet *u)

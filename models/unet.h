@@ -101,9 +101,34 @@ int ldm_unet_forward(struct ldm_unet *u, const struct ldm_unet_inputs *in, float
  * shape, F32) into *loss. Returns 0, LDM_EINVAL (no forward yet), an op's error. */
 int ldm_unet_loss(struct ldm_unet *u, const float *target_host, float *loss);
 
+/* As ldm_unet_loss, with per-sample weights (N floats in host memory, NULL: all 1):
+ * loss = (1/N) Σ_n w[n]·mean_i (pred − target)² (min-SNR-γ weighting). The backward
+ * uses the same weights. */
+int ldm_unet_loss_weighted(struct ldm_unet *u, const float *target_host,
+                           const float *weights_host, float *loss);
+
 /* Zero the parameter gradients and back-propagate the last loss (scaled by dloss,
  * 1 normally) through the network. Returns 0, LDM_EINVAL (no loss yet), an op's error. */
 int ldm_unet_backward(struct ldm_unet *u, float dloss);
+
+/* Gradient accumulation: back-propagate the last loss, ADDING into the parameter
+ * gradients (zero them first with ldm_unet_zero_grad). Same returns. */
+int ldm_unet_backward_accumulate(struct ldm_unet *u, float dloss);
+int ldm_unet_zero_grad(struct ldm_unet *u);
+
+/* Bucketed all-reduce during the backward: fn(arg, from) is called each time the
+ * parameter gradients at byte offsets from .. end of the gradient arena are final
+ * (`from` decreasing, the last call with 0), while the backward goes on with the rest.
+ * NULL turns it off. */
+typedef void (*ldm_unet_grad_hook)(void *arg, size_t from);
+void ldm_unet_set_grad_hook(struct ldm_unet *u, ldm_unet_grad_hook fn, void *arg);
+
+/* The parameter and gradient arenas (one allocation each, the same layout: tensor i
+ * of either sits at the same offset), for whole-model ops: all-reduce, clipping,
+ * AdamW, EMA, checkpoints. And the resolved config. */
+void ldm_unet_arenas(const struct ldm_unet *u, const struct ldm_arena **params,
+                     const struct ldm_arena **grads);
+const struct ldm_unet_config *ldm_unet_get_config(const struct ldm_unet *u);
 
 /* The number of parameters, and parameter i with its gradient (descriptors into the
  * model's arenas, valid until ldm_unet_free). Returns 0 or LDM_ERANGE. */

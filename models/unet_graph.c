@@ -207,12 +207,67 @@ int ug_run_backward(struct ldm_unet *u, float dloss)
     int rc = ug_grad_zero(u, u->nnodes, &cursor);
     if (!rc)
         rc = ldm_mse_loss_backward(u->ctx, ug_grad_of(u, &u->out, &dout), NULL, dloss, &u->out,
-                                   &u->target, NULL);
+                                   &u->target, u->weighted ? &u->weights : NULL);
+    size_t told = u->ga.bytes;
     for (size_t i = u->nnodes; !rc && i-- > 0;) {
         rc = ug_grad_zero(u, i, &cursor);
         if (!rc)
             rc = bwd(u, &u->nodes[i]);
+        if (!rc && u->hook && !u->ctx->planning && u->ready[i] < told)
+            u->hook(u->hook_arg, told = u->ready[i]);
     }
+    if (!rc && u->hook && !u->ctx->planning && told > 0)
+        u->hook(u->hook_arg, 0);
     return rc;
+}
+
+/* The parameter index of a tensor that lies in the parameter arena, or -1. */
+static long param_of(const struct ldm_unet *u, const struct ldm_tensor *t)
+{
+    const char *p = t->data, *b = u->pa.base;
+    if (!p || !b || p < b || p >= b + u->pa.bytes)
+        return -1;
+    size_t lo = 0, hi = u->nparams;
+    while (hi - lo > 1) { /* the table is in arena order */
+        size_t mid = (lo + hi) / 2;
+        if ((const char *)u->params[mid].data <= p)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return (long)lo;
+}
+
+/* For each node i, the byte offset from which every parameter gradient is final once
+ * the backward has run nodes nnodes−1 .. i: a parameter is final after the backward
+ * of the first node (in forward order) that reads it. */
+int ug_ready_plan(struct ldm_unet *u)
+{
+    size_t n = u->nparams, *first = malloc((n ? n : 1) * sizeof *first);
+    u->ready = malloc((u->nnodes ? u->nnodes : 1) * sizeof *u->ready);
+    if (!first || !u->ready) {
+        free(first);
+        return ldm_fail(LDM_ENOMEM, "unet: gradient readiness plan");
+    }
+    for (size_t p = 0; p < n; p++)
+        first[p] = u->nnodes;
+    for (size_t i = u->nnodes; i-- > 0;)
+        for (int s = 0; s < UG_SLOTS; s++) {
+            long p = param_of(u, &u->nodes[i].t[s]);
+            if (p >= 0)
+                first[p] = i;
+        }
+    for (size_t p = n; p-- > 1;) /* suffix minimum: final from p on once the backward passes it */
+        if (first[p] < first[p - 1])
+            first[p - 1] = first[p];
+    size_t p = n;
+    for (size_t i = u->nnodes; i-- > 0;) {
+        while (p > 0 && first[p - 1] >= i)
+            p--;
+        u->ready[i] = p < n ? (size_t)((const char *)u->params[p].data -
+                                       (const char *)u->pa.base) : u->ga.bytes;
+    }
+    free(first);
+    return 0;
 }
 

@@ -71,7 +71,11 @@ struct ldm_unet {
     size_t *zero_order;        /* bufs indices in the order their gradients are first used */
     size_t nzero;
     /* the prepared inputs and output, in aa */
-    struct ldm_tensor sample, tsteps, ehs, text, tids, out, target, loss;
+    struct ldm_tensor sample, tsteps, ehs, text, tids, out, target, loss, weights;
+    int weighted; /* the last loss used per-sample weights */
+    size_t *ready;  /* [nnodes]: after node i's backward, gradients from byte ready[i] on are final */
+    ldm_unet_grad_hook hook;
+    void *hook_arg;
     int64_t N, H, W, L;
     int prepared, have_out, have_loss;
 };
@@ -88,6 +92,7 @@ int ug_run_backward(struct ldm_unet *u, float dloss);
 /* unet_grad.c: the activation-gradient layout (after RECORD) and its use. */
 int ug_grad_plan(struct ldm_unet *u, size_t *bytes);
 int ug_grad_zero(struct ldm_unet *u, size_t step, size_t *cursor);
+int ug_ready_plan(struct ldm_unet *u);
 const struct ldm_tensor *ug_grad_of(const struct ldm_unet *u, const struct ldm_tensor *t,
                                    struct ldm_tensor *gt);
 

@@ -125,31 +125,45 @@ static int write_config(const char *dir, const json_t *cfg)
     return rc;
 }
 
-/* Copy every parameter to host F32 buffers (one block) and describe them. */
-static int gather(const struct ldm_unet *u, struct ldm_st_tensor *ts, void **block)
+/* Copy every parameter (from `base`, an arena laid out as the model's parameters)
+ * to host buffers of `dtype` (one block) and describe them. */
+static int gather(const struct ldm_unet *u, const unsigned char *base, int dtype,
+                  struct ldm_st_tensor *ts, void **block)
 {
-    size_t total = 0;
-    for (size_t i = 0; i < u->nparams; i++)
-        total += ldm_tensor_nbytes(&u->params[i]);
-    unsigned char *b = malloc(total ? total : 1);
-    if (!b)
-        return ldm_fail(LDM_ENOMEM, "unet save: %zu bytes of parameters", total);
-    *block = b;
+    size_t total = 0, esz = ldm_dtype_size(dtype), most = 0;
     for (size_t i = 0; i < u->nparams; i++) {
-        const struct ldm_tensor *p = &u->params[i];
-        size_t nb = ldm_tensor_nbytes(p);
-        int rc = ldm_ctx_download(u->ctx, b, p->data, nb);
-        if (rc)
-            return rc;
-        ts[i] = (struct ldm_st_tensor){.name = p->name, .dtype = LDM_DT_F32, .ndim = p->ndim,
-                                       .data = b, .nbytes = nb};
-        memcpy(ts[i].shape, p->shape, sizeof(int64_t) * (size_t)p->ndim);
-        b += nb;
+        total += ldm_tensor_numel(&u->params[i]) * esz;
+        if (ldm_tensor_nbytes(&u->params[i]) > most)
+            most = ldm_tensor_nbytes(&u->params[i]);
     }
-    return 0;
+    unsigned char *b = malloc(total ? total : 1);
+    float *tmp = dtype == LDM_DT_F32 ? NULL : malloc(most ? most : 1);
+    if (!b || (dtype != LDM_DT_F32 && !tmp)) {
+        free(b);
+        free(tmp);
+        return ldm_fail(LDM_ENOMEM, "unet save: %zu bytes of parameters", total);
+    }
+    *block = b;
+    int rc = 0;
+    for (size_t i = 0; !rc && i < u->nparams; i++) {
+        const struct ldm_tensor *p = &u->params[i];
+        size_t n = ldm_tensor_numel(p), nb = ldm_tensor_nbytes(p);
+        const unsigned char *src = base + ((const unsigned char *)p->data -
+                                           (const unsigned char *)u->pa.base);
+        rc = ldm_ctx_download(u->ctx, tmp ? (void *)tmp : (void *)b, src, nb);
+        if (!rc && tmp)
+            rc = ldm_convert(b, dtype, tmp, LDM_DT_F32, n);
+        ts[i] = (struct ldm_st_tensor){.name = p->name, .dtype = dtype, .ndim = p->ndim,
+                                       .data = b, .nbytes = n * esz};
+        memcpy(ts[i].shape, p->shape, sizeof(int64_t) * (size_t)p->ndim);
+        b += n * esz;
+    }
+    free(tmp);
+    return rc;
 }
 
-static int write_weights(const struct ldm_unet *u, const char *dir)
+static int write_weights(const struct ldm_unet *u, const char *dir,
+                         const struct ldm_unet_save_opts *o)
 {
     char path[4096];
     if (snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", dir) >=
@@ -160,7 +174,8 @@ static int write_weights(const struct ldm_unet *u, const char *dir)
     if (!ts)
         return ldm_fail(LDM_ENOMEM, "%s: out of memory", path);
     static const struct ldm_st_kv meta[] = {{"format", "pt"}};
-    int rc = gather(u, ts, &block);
+    const unsigned char *base = o->params ? o->params->base : u->pa.base;
+    int rc = gather(u, base, o->dtype, ts, &block);
     if (!rc)
         rc = ldm_st_write(path, ts, u->nparams, meta, 1);
     free(block);
@@ -196,22 +211,38 @@ static int merge_source(json_t *cfg, const char *src_config)
     return rc;
 }
 
-int ldm_unet_save_from(const struct ldm_unet *u, const char *dir, const char *src_config)
+int ldm_unet_save_ex(const struct ldm_unet *u, const char *dir,
+                     const struct ldm_unet_save_opts *o)
 {
+    struct ldm_unet_save_opts d = {.dtype = LDM_DT_F32};
+    if (!o)
+        o = &d;
+    if (o->dtype != LDM_DT_F32 && o->dtype != LDM_DT_F16 && o->dtype != LDM_DT_BF16)
+        return ldm_fail(LDM_EINVAL, "unet save: dtype %s: expected F32, F16 or BF16",
+                        ldm_dtype_name(o->dtype));
+    if (o->params && o->params->bytes != u->pa.bytes)
+        return ldm_fail(LDM_EINVAL, "unet save: the arena given holds %zu bytes, the "
+                        "parameters %zu", o->params->bytes, u->pa.bytes);
     json_t *cfg;
     int rc = make_dir(dir);
     if (!rc)
         rc = ldm_unet_config_json(u, &cfg);
     if (rc)
         return rc;
-    if (src_config)
-        rc = merge_source(cfg, src_config);
+    if (o->src_config)
+        rc = merge_source(cfg, o->src_config);
     if (!rc)
-        rc = write_weights(u, dir);
+        rc = write_weights(u, dir, o);
     if (!rc)
         rc = write_config(dir, cfg);
     json_decref(cfg);
     return rc;
+}
+
+int ldm_unet_save_from(const struct ldm_unet *u, const char *dir, const char *src_config)
+{
+    struct ldm_unet_save_opts o = {.src_config = src_config, .dtype = LDM_DT_F32};
+    return ldm_unet_save_ex(u, dir, &o);
 }
 
 int ldm_unet_save(const struct ldm_unet *u, const char *dir)

@@ -42,4 +42,19 @@ int ldm_unet_save(const struct ldm_unet *u, const char *dir);
  * src_config. */
 int ldm_unet_save_from(const struct ldm_unet *u, const char *dir, const char *src_config);
 
+/* What ldm_unet_save_ex writes: keys carried over from `src_config` (NULL: none), the
+ * weights' dtype (LDM_DT_F32, F16 or BF16: diffusers' save precision; rounding to
+ * nearest even), and the parameters to write: `params`, an arena laid out as the
+ * model's own (an EMA copy), or NULL for the model's. */
+struct ldm_unet_save_opts {
+    const char *src_config;
+    int dtype;
+    const struct ldm_arena *params;
+};
+
+/* As ldm_unet_save_from with options (NULL: F32, the model's parameters). Also
+ * LDM_EINVAL for another dtype or an arena of another size. */
+int ldm_unet_save_ex(const struct ldm_unet *u, const char *dir,
+                     const struct ldm_unet_save_opts *o);
+
 #endif

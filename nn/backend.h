@@ -409,16 +409,32 @@ struct ldm_adamw_opts {
     double lr, beta1, beta2, eps, weight_decay; /* as torch's Python floats */
     int64_t step;                               /* >= 1 */
 };
-/* adamw8_step (bitsandbytes' AdamW8bit, block-wise, percentile clipping
- * off): param and grad F32 (n); the moments are stored 8-bit, each block of
- * LDM_ADAM8_BLOCK consecutive elements as U8 codes into bitsandbytes'
- * dynamic quantisation maps (signed for m, unsigned for v) scaled by the
- * block's absolute maximum: m_q, v_q U8 (n), m_absmax, v_absmax F32
- * (ceil(n / LDM_ADAM8_BLOCK)). One step dequantises a block's moments,
- * updates them and the parameters with the adamw_step formulas, then
- * quantises the new moments (a new absmax per block, nearest code).
- * Fresh state is all zero codes' values: the op treats step 1 as m = v = 0
- * whatever the codes hold.
+/* adamw8_step (bitsandbytes' AdamW8bit: 8-bit block-wise state, percentile
+ * clipping off, no stochastic rounding; the order of operations of its CUDA
+ * kernel kOptimizerStatic8bit2StateBlockwise): param and grad F32 (n); the
+ * moments are stored 8-bit, each block of LDM_ADAM8_BLOCK consecutive
+ * elements as U8 codes into bitsandbytes' dynamic quantisation maps
+ * (create_dynamic_map: map_s signed for m, map_u unsigned for v) scaled by the block's
+ * absolute maximum: m_q, v_q U8 (n), m_absmax, v_absmax F32
+ * (ceil(n / LDM_ADAM8_BLOCK)). Everything is float32: lr, β1, β2, eps, wd
+ * rounded to float; c1 = 1 − β1^step, c2 = sqrt(1 − β2^step) (the powers
+ * taken in double, then rounded). Per element with a finite g:
+ *   m = map_s[m_q]·m_absmax·β1 + (1−β1)·g;  v = map_u[v_q]·v_absmax·β2 + (1−β2)·g·g
+ *   param += (−lr·c2/c1) · m / (sqrt(v) + c2·eps);  then, when wd > 0, param *= 1 − lr·wd
+ * so the bias corrections are folded into the step size and eps, and the
+ * weight decay comes after the update (not adamw_step's order or rounding).
+ * An element whose g is inf or NaN keeps its param and gets m = v = 0. A
+ * block's new m_absmax (v_absmax) is the largest |m| (|v|) in it; a short
+ * last block also counts the kernel's idle lanes, |map_s[128]·m_absmax·β1|
+ * (and 0 for v). Codes come from the kernel's binary search for the nearest
+ * code to m/m_absmax (v/v_absmax), midpoints rounded to float; an m code
+ * whose value's sign differs from m's moves one code towards m's side
+ * (code 0 − 1 wraps to 255). A block of all-zero moments (absmax 0) thus
+ * gets m codes 255 (0 for a −0 moment) and v codes 0.
+ * Fresh state is all zero codes and zero absmax, as bitsandbytes starts:
+ * the op treats step 1 as that state whatever the tensors hold.
+ * bitsandbytes keeps tensors of fewer than 4096 elements (min_8bit_size) in
+ * 32-bit state; choosing this op or adamw_step per tensor is the caller's.
  * ema_update (diffusers EMAModel.step, one tensor): ema, param F32, the
  * same shape:  ema −= (1 − decay)·(ema − param), in that order of
  * operations (as torch's sub_/mul_ on float32).
@@ -429,7 +445,7 @@ int ldm_adamw8_step(struct ldm_ctx *c, const struct ldm_tensor *param,
                     const struct ldm_tensor *v_q, const struct ldm_tensor *m_absmax,
                     const struct ldm_tensor *v_absmax, const struct ldm_adamw_opts *o);
 int ldm_ema_update(struct ldm_ctx *c, const struct ldm_tensor *ema,
-                   const struct ldm_tensor *param, float decay);
+                   const struct ldm_tensor *param, double decay);
 int ldm_mse_loss_forward(struct ldm_ctx *c, const struct ldm_tensor *loss,
                          const struct ldm_tensor *pred, const struct ldm_tensor *target,
                          const struct ldm_tensor *weights);
@@ -537,7 +553,7 @@ struct ldm_train_dims {
     float max_norm;
     double lr, beta1, beta2, eps, weight_decay;
     int64_t step;
-    float decay;
+    double decay; /* ema: as a Python float; 1 − decay is rounded to F32 as torch does */
     int dtype;
 };
 

@@ -208,4 +208,6 @@ const struct ldm_backend ldm_cpu_backend = {
     .mse_bwd = cpu_mse_bwd,
     .clip_norm = cpu_clip_norm,
     .adamw = cpu_adamw,
+    .adamw8 = cpu_adamw8,
+    .ema = cpu_ema,
 };

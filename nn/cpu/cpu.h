@@ -129,5 +129,8 @@ int cpu_clip_norm(struct ldm_ctx *c, const struct ldm_train_dims *d, float *cons
                   float *norm);
 int cpu_adamw(struct ldm_ctx *c, const struct ldm_train_dims *d, float *param, const float *grad,
               float *m, float *v);
+int cpu_adamw8(struct ldm_ctx *c, const struct ldm_train_dims *d, float *param, const float *grad,
+               uint8_t *m_q, uint8_t *v_q, float *m_absmax, float *v_absmax);
+int cpu_ema(struct ldm_ctx *c, const struct ldm_train_dims *d, float *ema, const float *param);
 
 #endif

@@ -1,0 +1,228 @@
+/* train_setup.c — the trainer's model, schedule, cache and optimiser state. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "err.h"
+#include "fsutil.h"
+#include "json.h"
+#include "log.h"
+#include "trainerd/train_int.h"
+
+static int exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+/* The scheduler config: the objective's prediction type and the noise schedule. */
+static int setup_schedule(struct td_trainer *t)
+{
+    char p[4200];
+    struct ldm_sched_config sc;
+    ldm_sched_config_default(&sc);
+    const char *cls = "";
+    json_t *obj = NULL;
+    snprintf(p, sizeof p, "%s/scheduler/scheduler_config.json", t->model);
+    int rc = exists(p) ? ldm_json_load_object(p, &obj) : 0;
+    if (!rc && obj) {
+        ldm_json_get_str(obj, "_class_name", &cls, "");
+        int flow = !strncmp(cls, "FlowMatch", 9);
+        rc = flow ? 0 : ldm_sched_config_from_json(&sc, obj, p);
+        if (flow)
+            t->obj.pred = TD_PRED_FLOW;
+        else
+            t->obj.pred = sc.prediction_type == LDM_PRED_V ? TD_PRED_V : TD_PRED_EPSILON;
+        if (!rc && !flow && sc.prediction_type == LDM_PRED_SAMPLE)
+            rc = ldm_fail(LDM_EUNSUPPORTED, "%s: prediction_type sample is not trained here", p);
+    }
+    json_decref(obj);
+    if (!rc && t->cfg.prediction_type[0])
+        rc = td_pred_parse(t->cfg.prediction_type, "prediction_type", &t->obj.pred);
+    if (!rc)
+        rc = td_tsample_parse(t->cfg.timestep_sampling, "timestep_sampling", &t->obj.tsample);
+    if (!rc && t->obj.pred != TD_PRED_FLOW)
+        rc = ldm_sched_init(&t->sched, &sc);
+    if (!rc && t->cfg.snr_gamma > 0 && t->obj.pred == TD_PRED_FLOW)
+        rc = ldm_fail(LDM_ECONFIG, "snr_gamma: min-SNR weighting needs epsilon or v_prediction");
+    t->obj.sched = t->obj.pred == TD_PRED_FLOW ? NULL : &t->sched;
+    t->obj.T = sc.num_train_timesteps;
+    t->obj.snr_gamma = t->cfg.snr_gamma;
+    t->obj.noise_offset = t->cfg.noise_offset;
+    t->obj.logit_mean = t->cfg.logit_mean;
+    t->obj.logit_std = t->cfg.logit_std;
+    return rc;
+}
+
+int td_setup_model(struct td_trainer *t)
+{
+    char p[4200];
+    struct ldm_unet_config uc;
+    snprintf(p, sizeof p, "%s/unet/config.json", t->model);
+    t->src_config = strdup(p);
+    if (!t->src_config)
+        return ldm_fail(LDM_ENOMEM, "model");
+    int rc = ldm_unet_config_load(&uc, p);
+    if (!rc)
+        rc = ldm_ctx_open(&t->ctx, t->cfg.device, (int)t->cfg.threads);
+    if (!rc)
+        rc = ldm_unet_create(&t->u, t->ctx, &uc);
+    if (!rc) {
+        snprintf(p, sizeof p, "%s/unet/diffusion_pytorch_model.safetensors", t->model);
+        rc = ldm_unet_load(t->u, p);
+    }
+    if (!rc) {
+        ldm_unet_arenas(t->u, &t->pa, &t->ga);
+        rc = setup_schedule(t);
+    }
+    return rc;
+}
+
+/* Compare one part's hashes in the cache identity with the model folder's files. */
+static int check_part(const struct td_trainer *t, const json_t *id, const char *part,
+                      const char *weights)
+{
+    const json_t *e = json_object_get(id, part);
+    if (!e)
+        return 0;
+    const char *want[2] = {json_string_value(json_object_get(e, "config")),
+                           json_string_value(json_object_get(e, "weights"))};
+    const char *files[2] = {"config.json", weights};
+    for (int i = 0; i < 2; i++) {
+        char p[4200], h[17];
+        snprintf(p, sizeof p, "%s/%s/%s", t->model, part, files[i]);
+        int rc = ldm_file_fnv1a64(p, h);
+        if (rc)
+            return ldm_fail(LDM_ECONFIG, "check_identity: %s (set check_identity=false to "
+                            "train without checking the cache's encoders)", ldm_errmsg());
+        if (!want[i] || strcmp(want[i], h))
+            return ldm_fail(LDM_ECONFIG, "cache %s was encoded with another %s (%s hash %s, "
+                            "the model's %s is %s)", t->cache, part, files[i],
+                            want[i] ? want[i] : "missing", p, h);
+    }
+    return 0;
+}
+
+/* The cache's identity: encoders checked, latent scaling and shift read. */
+static int read_identity(struct td_trainer *t)
+{
+    void *buf = NULL;
+    size_t len = 0;
+    json_t *id = NULL;
+    int rc = ldm_store_meta_get(t->store, LDM_META_IDENTITY, &buf, &len);
+    if (rc == LDM_ENOTFOUND)
+        rc = ldm_fail(LDM_ECONFIG, "cache %s has no encoder identity (not written by encoderd?)",
+                      t->cache);
+    if (!rc)
+        rc = ldm_json_parse_object(buf, len, "cache identity", &id);
+    free(buf);
+    double scale = 0, shift = 0;
+    if (!rc)
+        rc = ldm_json_get_real(id, "scaling_factor", &scale, 0.18215);
+    if (!rc)
+        rc = ldm_json_get_real(id, "shift_factor", &shift, 0);
+    t->scale = (float)scale, t->shift = (float)shift;
+    if (!rc && t->cfg.check_identity) {
+        rc = check_part(t, id, "vae", "diffusion_pytorch_model.safetensors");
+        if (!rc)
+            rc = check_part(t, id, "text_encoder", "model.safetensors");
+        if (!rc)
+            rc = check_part(t, id, "text_encoder_2", "model.safetensors");
+    }
+    json_decref(id);
+    return rc;
+}
+
+int td_setup_cache(struct td_trainer *t)
+{
+    struct ldm_store_opts so = {.readonly = 1};
+    int rc = ldm_store_open(t->cache, &so, &t->store);
+    if (rc == LDM_ENOTFOUND)
+        return ldm_fail(LDM_ECONFIG, "cache: no cache at %s (start encoderd first)", t->cache);
+    if (!rc)
+        rc = read_identity(t);
+    size_t len = 0;
+    if (!rc) {
+        int e = ldm_store_meta_get(t->store, LDM_META_EMPTY_CAPTION, &t->empty_buf, &len);
+        if (!e)
+            rc = ldm_record_parse(t->empty_buf, len, "empty caption", &t->empty);
+        t->have_empty = !e && !rc;
+        if (e && e != LDM_ENOTFOUND)
+            rc = e;
+    }
+    if (!rc && t->cfg.caption_dropout > 0 && !t->have_empty)
+        rc = ldm_fail(LDM_ECONFIG, "caption_dropout: the cache %s holds no empty caption "
+                      "embedding", t->cache);
+    return rc;
+}
+
+/* An F32 arena as large as the parameters' (zeroed). */
+static int alloc_like(struct td_trainer *t, struct ldm_arena *a, size_t bytes, const char *what)
+{
+    a->ctx = t->ctx;
+    a->bytes = bytes;
+    int rc = ldm_ctx_alloc(t->ctx, bytes ? bytes : 1, &a->base);
+    if (rc)
+        return ldm_fail(rc, "%s: %zu bytes: %s", what, bytes, ldm_errmsg());
+    return 0;
+}
+
+/* 8-bit AdamW: which tensors get block-quantised moments, and their offsets. */
+static int plan_q8(struct td_trainer *t, size_t *qbytes, size_t *ablocks)
+{
+    size_t n = ldm_unet_nparams(t->u);
+    t->q8 = calloc(n ? n : 1, sizeof *t->q8);
+    if (!t->q8)
+        return ldm_fail(LDM_ENOMEM, "8-bit optimiser state");
+    *qbytes = *ablocks = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct ldm_tensor p, g;
+        ldm_unet_param(t->u, i, &p, &g);
+        size_t ne = ldm_tensor_numel(&p);
+        if (ne < TD_ADAM8_MIN)
+            continue;
+        t->q8[i] = (struct td_q8){1, *qbytes, *ablocks};
+        *qbytes += (ne + 255) / 256 * 256;
+        *ablocks += (ne + LDM_ADAM8_BLOCK - 1) / LDM_ADAM8_BLOCK;
+    }
+    return 0;
+}
+
+int td_setup_optim(struct td_trainer *t)
+{
+    size_t pb = t->pa->bytes;
+    int rc = alloc_like(t, &t->m, pb, "optimizer moments");
+    if (!rc)
+        rc = alloc_like(t, &t->v, pb, "optimizer moments");
+    if (!rc && t->optimizer == TD_OPT_ADAMW8) {
+        size_t qb = 0, ab = 0;
+        rc = plan_q8(t, &qb, &ab);
+        if (!rc)
+            rc = alloc_like(t, &t->q_m, qb, "8-bit moments");
+        if (!rc)
+            rc = alloc_like(t, &t->q_v, qb, "8-bit moments");
+        if (!rc)
+            rc = alloc_like(t, &t->a_m, ab * sizeof(float), "8-bit absmax");
+        if (!rc)
+            rc = alloc_like(t, &t->a_v, ab * sizeof(float), "8-bit absmax");
+    }
+    if (!rc && t->cfg.use_ema) {
+        rc = alloc_like(t, &t->ema, pb, "EMA weights");
+        if (!rc)
+            rc = ldm_ctx_copy(t->ctx, t->ema.base, t->pa->base, pb);
+    }
+    return rc;
+}
+
+void td_free_optim(struct td_trainer *t)
+{
+    struct ldm_arena *a[] = {&t->m, &t->v, &t->ema, &t->q_m, &t->q_v, &t->a_m, &t->a_v};
+    for (size_t i = 0; i < sizeof a / sizeof a[0]; i++)
+        if (a[i]->base) {
+            ldm_ctx_free(t->ctx, a[i]->base);
+            a[i]->base = NULL;
+        }
+    free(t->q8);
+    t->q8 = NULL;
+}
