@@ -33,6 +33,11 @@ void ldm_daemon_request_stop(struct ldm_daemon *d)
     d->stopping = 1;
 }
 
+void ldm_daemon_set_exit_status(struct ldm_daemon *d, int status)
+{
+    d->exit_status = status;
+}
+
 int ldm_daemon_bind(struct ldm_daemon *d, void *sock, const char *endpoint)
 {
     struct ldm_bind_security sec = {d->curve ? &d->server_key : NULL, d->common.insecure};
@@ -264,7 +269,8 @@ int ldm_daemon_main(const struct ldm_daemon_ops *ops, void *ctx, int argc, char 
         LOG_INFO("ready", "daemon=%s control=%s pid=%d", d->name, d->control, (int)getpid());
         ldm_notifyf("READY=1\nSTATUS=running\nMAINPID=%d", (int)getpid());
         run_loop(d);
-        LOG_INFO("stopped", "daemon=%s", d->name);
+        status = d->exit_status;
+        LOG_INFO("stopped", "daemon=%s status=%d", d->name, status);
     }
     shutdown_all(d, rc == 0);
     free(d);

@@ -88,6 +88,9 @@ int ldm_daemon_paused(struct ldm_daemon *d);
 int ldm_daemon_bind(struct ldm_daemon *d, void *sock, const char *endpoint);
 /* Ask the loop to end after this turn (as the stop op does). */
 void ldm_daemon_request_stop(struct ldm_daemon *d);
+/* The process's exit status after the loop ends (0 unless set): a daemon whose work
+ * failed for good sets 1 before asking to stop, so a supervisor sees the failure. */
+void ldm_daemon_set_exit_status(struct ldm_daemon *d, int status);
 
 /* Watch a ZMQ socket (fd ignored) or a descriptor (sock NULL) for input;
  * fn runs in the loop when it is readable. At most 16 watches. */

@@ -46,6 +46,7 @@ struct ldm_daemon {
     struct ldm_zap *zap;
     struct ldm_signals sig;
     int paused, stopping;
+    int exit_status; /* the status after a clean stop (ldm_daemon_set_exit_status) */
     double started;                 /* monotonic seconds */
     char *bound[MAX_WATCH + 1];    /* ipc endpoints bound, unlinked at exit */
     int nbound;

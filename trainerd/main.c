@@ -296,6 +296,8 @@ static int trainerd_tick(struct ldm_daemon *d)
     struct trainerd_state *st = ldm_daemon_ctx(d);
     const struct trainerd_cfg *cfg = ldm_daemon_cfg(d);
     int f = atomic_load(&st->finished);
+    if (f == 2)
+        ldm_daemon_set_exit_status(d, 1);
     if (f && (cfg->exit_when_done || f == 2))
         ldm_daemon_request_stop(d);
     return 250;

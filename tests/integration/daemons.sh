@@ -66,6 +66,11 @@ log_level = info
 
 [trainerd]
 device = cpu
+model = $T/model
+cache = $T/cache
+output = $T/out
+threads = 1
+max_steps = 1000000
 
 [encoderd]
 shards = $T/shards/synth-000000.tar
@@ -149,7 +154,7 @@ printf '[evald]\nthreadz = 4\n' >"$T/bad2.conf"
 st=$?
 [ $st -eq 78 ] && grep -q 'bad2.conf:2.*threadz' "$T/bad2.log" && ok "unknown key stops start-up" ||
     fail "unknown key: exit $st: $(cat "$T/bad2.log")"
-"$BIN/trainerd" --device=tpu 2>"$T/bad3.log"
+"$BIN/trainerd" --device=tpu --model="$T/model" --cache="$T/cache" --output="$T/out" 2>"$T/bad3.log"
 st=$?
 [ $st -eq 78 ] && grep -q 'device' "$T/bad3.log" && ok "bad device stops start-up" ||
     fail "bad device: exit $st: $(cat "$T/bad3.log")"
