@@ -64,7 +64,7 @@ static const struct ldm_cfg_key keys[] = {
     {"logit_mean", LDM_CFG_FLOAT, K(logit_mean), "0", 0, -10, 10, "flow: logit-normal mean"},
     {"logit_std", LDM_CFG_FLOAT, K(logit_std), "1", 0, 0, 10, "flow: logit-normal std"},
     {"optimizer", LDM_CFG_STRING, K(optimizer), "adamw", 0, 0, 0, "adamw or adamw8bit"},
-    {"lr", LDM_CFG_FLOAT, K(lr), "1e-5", 0, 0, 10, "learning rate"},
+    {"lr", LDM_CFG_FLOAT, K(lr), "1e-5", 0, 0, 1e30, "learning rate"},
     {"adam_beta1", LDM_CFG_FLOAT, K(adam_beta1), "0.9", 0, 0, 1, "AdamW beta1"},
     {"adam_beta2", LDM_CFG_FLOAT, K(adam_beta2), "0.999", 0, 0, 1, "AdamW beta2"},
     {"adam_eps", LDM_CFG_FLOAT, K(adam_eps), "1e-8", 0, 0, 1, "AdamW epsilon"},
