@@ -72,11 +72,19 @@ LIB_OBJ_FZ := $(call obj,fz,$(LIB_SRC_ALL)) $(call obj,fz,$(PROTO_C:$(GEN)/%=%))
 
 ifeq ($(CUDA),1)
 CUDA_OBJ := $(patsubst %.cu,$(BUILD)/cuda/%.o,$(CUDA_SRC))
-CUDA_LIBS := -L/usr/local/cuda/lib64 -Wl,-rpath,/usr/local/cuda/lib64 -lcudart
-NVCCFLAGS ?= -O2 -std=c++17 -arch=sm_90 -Werror all-warnings -I. -Icommon -Xcompiler -Wall,-Wextra
+CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
+# the CUDA backend: runtime, cuBLASLt (GEMMs), cuDNN (convolutions); libstdc++ for the
+# objects nvcc emits (NCCL is opened at run time by nn/cuda/nccl.cu, not linked)
+CUDA_LIBS := -L/usr/local/cuda/lib64 -Wl,-rpath,/usr/local/cuda/lib64 -lcudart -lcublasLt \
+             -lcudnn -lstdc++
+NVCCFLAGS ?= -O2 -std=c++17 -arch=sm_90 -Werror all-warnings -I. -Icommon -Xcompiler -Wall,-Wextra \
+             -MMD -MP
+# CUDA test programs: tests/cuda/cuda_NAME.c -> build/bin/cuda-NAME (plain C, no Check)
+CUDA_TESTS := $(patsubst tests/cuda/cuda_%.c,$(BUILD)/bin/cuda-%,$(wildcard tests/cuda/cuda_*.c))
 else
 CUDA_OBJ :=
 CUDA_LIBS :=
+CUDA_TESTS :=
 endif
 
 BINS := $(addprefix $(BUILD)/bin/,$(DAEMONS) $(TOOLS))
@@ -145,6 +153,14 @@ $(foreach d,$(DAEMONS),$(eval $(call bin_rule,$(d),$(d))))
 $(foreach t,$(TOOLS),$(eval $(call bin_rule,$(t),tools/$(t))))
 $(foreach b,$(BENCHES),$(eval $(call bin_rule,bench-$(b),bench/$(b),$(DAEMON_MOD))))
 
+# CUDA tests run where a GPU is, which may lack this build's other libraries:
+# --as-needed keeps only those the program uses
+$(BUILD)/bin/cuda-%: tests/cuda/cuda_%.c $(BUILD)/rel/libldm.a
+	@mkdir -p $(dir $@)
+	@echo "  CC LD   $@"
+	$(Q)$(CC) $(BASE_CFLAGS) -isystem $(CUDA_HOME)/include $(CFLAGS) -o $@ $< \
+	  $(BUILD)/rel/libldm.a -Wl,--as-needed $(LDLIBS) $(CUDA_LIBS)
+
 $(BUILD)/bin/%: $(BUILD)/rel/tests/tools/%.o $(BUILD)/rel/libldm.a
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
@@ -200,7 +216,7 @@ check: deps
 	@echo "== make check: all passed"
 
 # ---- GPU, demo, bench ---------------------------------------------------------------
-check-gpu: all
+check-gpu: all $(CUDA_TESTS)
 	$(Q)if [ "$(CUDA)" != 1 ]; then echo "SKIP check-gpu: CUDA build off (no nvcc or CUDA=0)"; \
 	elif ! nvidia-smi -L >/dev/null 2>&1; then echo "SKIP check-gpu: no CUDA device on this machine"; \
 	else for t in $(sort $(wildcard tests/gpu/*.sh)); do BIN=$(BUILD)/bin bash $$t || exit 1; done; \

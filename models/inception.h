@@ -56,6 +56,12 @@ int ldm_inception_open(struct ldm_inception **out, struct ldm_ctx *ctx, ldm_ince
 int ldm_inception_open_safetensors(struct ldm_inception **out, struct ldm_ctx *ctx,
                                    const char *path);
 
+/* As ldm_inception_open_safetensors for a ".safetensors" path; any other path is read
+ * as a torch state dict (pytorch-fid's pt_inception-2015-12-05-6726825d.pth) by the
+ * restricted unpickler (models/pickle.h). Errors as those readers and
+ * ldm_inception_open. */
+int ldm_inception_open_file(struct ldm_inception **out, struct ldm_ctx *ctx, const char *path);
+
 /* Close *m (NULL is fine) and set it NULL. */
 void ldm_inception_close(struct ldm_inception **m);
 
