@@ -31,9 +31,13 @@ const char *ldm_strerror(int code)
     return texts[-code];
 }
 
+/* Format into a scratch buffer first: callers may pass ldm_errmsg() itself as an
+ * argument (wrapping the detail they got), and the buffer must not be its own source. */
 static void vset(const char *fmt, va_list ap)
 {
-    vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+    char tmp[sizeof errbuf];
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
+    memcpy(errbuf, tmp, sizeof tmp);
 }
 
 int ldm_fail(int code, const char *fmt, ...)

@@ -2,6 +2,7 @@
 #include "models/clip_text.h"
 #include "err.h"
 #include "json.h"
+#include "models/weights.h"
 #include "safetensors.h"
 
 #include <stdio.h>
@@ -186,26 +187,64 @@ int ldm_clip_config_from_json(struct ldm_clip_config *cfg, const json_t *obj, co
     return check_sizes(cfg, what);
 }
 
+/* ---- the weight files ----------------------------------------------------------------- */
+
+/* The weights of the model folder, as ldm_weights_open finds them. */
+struct clip_src {
+    struct ldm_weights *w; /* one of w, st */
+    struct ldm_st *st;
+};
+
+static int src_open(struct clip_src *s, const char *dir)
+{
+    return ldm_weights_open(&s->w, dir);
+}
+
+static void src_close(struct clip_src *s)
+{
+    ldm_weights_close(&s->w);
+    ldm_st_close(&s->st);
+}
+
+static const char *src_label(const struct clip_src *s)
+{
+    return s->w ? ldm_weights_source(s->w) : ldm_st_label(s->st);
+}
+
+static const struct ldm_st_tensor *src_get(const struct clip_src *s, const char *name)
+{
+    return s->w ? ldm_weights_get(s->w, name) : ldm_st_get(s->st, name);
+}
+
+/* Check dtype and shape; a mismatch names the file (the shard) holding the tensor. */
+static int src_expect(const struct clip_src *s, const char *name, int dtype, int ndim,
+                      const int64_t *shape)
+{
+    const struct ldm_st_tensor *t;
+    return s->w ? ldm_weights_expect(s->w, name, dtype, ndim, shape, &t)
+                : ldm_st_expect(s->st, name, dtype, ndim, shape, &t);
+}
+
 /* ---- loading ------------------------------------------------------------------------ */
 
-/* Check one tensor of the file against t and copy it (as F32) into t. */
-static int load_param(struct ldm_ctx *ctx, const struct ldm_st *st, const struct ldm_tensor *t)
+/* Check one tensor of the weights against t and copy it (as F32) into t. */
+static int load_param(struct ldm_ctx *ctx, const struct clip_src *src, const struct ldm_tensor *t)
 {
-    const struct ldm_st_tensor *s;
-    int rc = ldm_st_find(st, t->name, &s);
-    if (rc)
-        return rc;
+    const struct ldm_st_tensor *s = src_get(src, t->name);
+    if (!s)
+        return ldm_fail(LDM_ENOTFOUND, "%s: no tensor '%s'", src_label(src), t->name);
     if (s->dtype != LDM_DT_F32 && s->dtype != LDM_DT_F16 && s->dtype != LDM_DT_BF16)
         return ldm_fail(LDM_EUNSUPPORTED, "%s: tensor %s is %s; expected F32, F16 or BF16",
-                        ldm_st_label(st), t->name, ldm_dtype_name(s->dtype));
-    if ((rc = ldm_st_expect(st, t->name, s->dtype, t->ndim, t->shape, &s)) != 0)
+                        src_label(src), t->name, ldm_dtype_name(s->dtype));
+    int rc = src_expect(src, t->name, s->dtype, t->ndim, t->shape);
+    if (rc != 0)
         return rc;
     size_t n = ldm_tensor_numel(t);
     if (s->dtype == LDM_DT_F32)
         return ldm_ctx_upload(ctx, t->data, s->data, n * sizeof(float));
     float *tmp = malloc(n * sizeof(float));
     if (!tmp)
-        return ldm_fail(LDM_ENOMEM, "%s: converting %s", ldm_st_label(st), t->name);
+        return ldm_fail(LDM_ENOMEM, "%s: converting %s", src_label(src), t->name);
     rc = ldm_convert(tmp, LDM_DT_F32, s->data, s->dtype, n);
     if (rc == 0)
         rc = ldm_ctx_upload(ctx, t->data, tmp, n * sizeof(float));
@@ -228,15 +267,15 @@ static int load_config(struct ldm_clip_config *cfg, const char *dir)
     return rc;
 }
 
-static int load_weights(struct ldm_clip_text *m, const char *dir)
+/* The parameter table (with the projection when m->has_proj) and its arena. */
+static int make_params(struct ldm_clip_text *m, const char *dir)
 {
-    char path[4096];
-    struct ldm_st *st;
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    int rc = ldm_st_open(&st, path);
-    for (size_t i = 0; rc == 0 && i < m->np; i++)
-        rc = load_param(m->ctx, st, &m->p[i]);
-    ldm_st_close(&st);
+    m->np = (size_t)P_FLN(m) + 2 + (size_t)m->has_proj;
+    m->p = calloc(m->np, sizeof *m->p);
+    m->names = calloc(m->np, sizeof *m->names);
+    int rc = m->p && m->names ? build_table(m) : ldm_fail(LDM_ENOMEM, "%s: parameter table", dir);
+    if (rc == 0)
+        rc = ldm_arena_alloc(&m->params, m->ctx, m->p, m->np);
     return rc;
 }
 
@@ -244,22 +283,23 @@ int ldm_clip_text_load(struct ldm_clip_text **out, struct ldm_ctx *ctx, const ch
                        int with_projection)
 {
     *out = NULL;
+    struct clip_src src = {NULL, NULL};
     struct ldm_clip_text *m = calloc(1, sizeof *m);
     if (!m)
         return ldm_fail(LDM_ENOMEM, "%s: clip text model", dir);
     m->ctx = ctx;
-    m->has_proj = with_projection != 0;
     int rc = load_config(&m->cfg, dir);
+    if (rc == 0)
+        rc = src_open(&src, dir);
     if (rc == 0) {
-        m->np = (size_t)P_FLN(m) + 2 + (size_t)m->has_proj;
-        m->p = calloc(m->np, sizeof *m->p);
-        m->names = calloc(m->np, sizeof *m->names);
-        rc = m->p && m->names ? build_table(m) : ldm_fail(LDM_ENOMEM, "%s: parameter table", dir);
+        m->has_proj = with_projection == LDM_CLIP_PROJ_AUTO
+                          ? src_get(&src, "text_projection.weight") != NULL
+                          : with_projection != 0;
+        rc = make_params(m, dir);
     }
-    if (rc == 0)
-        rc = ldm_arena_alloc(&m->params, ctx, m->p, m->np);
-    if (rc == 0)
-        rc = load_weights(m, dir);
+    for (size_t i = 0; rc == 0 && i < m->np; i++)
+        rc = load_param(m->ctx, &src, &m->p[i]);
+    src_close(&src);
     if (rc) {
         ldm_clip_text_free(&m);
         return rc;
@@ -284,6 +324,11 @@ void ldm_clip_text_free(struct ldm_clip_text **mp)
 const struct ldm_clip_config *ldm_clip_text_config(const struct ldm_clip_text *m)
 {
     return &m->cfg;
+}
+
+int ldm_clip_text_has_projection(const struct ldm_clip_text *m)
+{
+    return m->has_proj;
 }
 
 /* ---- activations ---------------------------------------------------------------------- */

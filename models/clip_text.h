@@ -1,10 +1,14 @@
 /* clip_text.h — transformers' CLIPTextModel and CLIPTextModelWithProjection, forward only.
  *
  * The model reads a transformers `text_encoder/` folder: config.json
- * (CLIPTextConfig, or a CLIPConfig whose "text_config" holds it) and
- * model.safetensors with the state-dict names `text_model.…` and, for the
- * projection variant, `text_projection.weight`. Weights may be F32, F16 or
- * BF16 in the file; they are converted to F32 on load.
+ * (CLIPTextConfig, or a CLIPConfig whose "text_config" holds it) and the
+ * weights that models/weights.h finds there (model.safetensors, shards with
+ * model.safetensors.index.json, or a pytorch_model.bin state dict, in
+ * weights.h's order of preference), or, when the folder holds none of
+ * those, its fp16 variant model.fp16.safetensors. State-dict names are
+ * `text_model.…` and, for the projection variant, `text_projection.weight`;
+ * other tensors (position_ids buffers) are ignored. Weights may be F32, F16
+ * or BF16; they are converted to F32 on load.
  *
  * Forward, for token ids (N, L) with L <= max_position_embeddings:
  *   x = token_embedding[ids] + position_embedding[0..L−1]     (N, L, D)
@@ -58,15 +62,23 @@ int ldm_clip_config_from_json(struct ldm_clip_config *cfg, const json_t *obj, co
 
 struct ldm_clip_text; /* opaque */
 
-/* Load `dir`/config.json and `dir`/model.safetensors onto ctx. With
- * `with_projection` the file must hold text_projection.weight (P, D); without,
- * it is not read. Every tensor's name, dtype and shape is checked against the
- * config: a mismatch names the file, the tensor and both shapes. *out is the
- * caller's (ldm_clip_text_free). Returns 0, LDM_ENOTFOUND (a file or a
- * tensor), LDM_EFORMAT, LDM_ECONFIG, LDM_EUNSUPPORTED (a tensor's dtype),
- * LDM_EIO or LDM_ENOMEM. */
+/* with_projection for ldm_clip_text_load: the projection when the weights hold it. */
+#define LDM_CLIP_PROJ_AUTO (-1)
+
+/* Load `dir`/config.json and the folder's weights (see above) onto ctx.
+ * with_projection 1: the weights must hold text_projection.weight (P, D);
+ * 0: it is not read; LDM_CLIP_PROJ_AUTO: read when present. Every tensor's
+ * name, dtype and shape is checked against the config: a mismatch names the
+ * file (the shard holding it), the tensor and both shapes. *out is the
+ * caller's (ldm_clip_text_free). Returns 0, LDM_ENOTFOUND (config.json, no
+ * weights, a missing shard or tensor: named), LDM_EFORMAT, LDM_ECONFIG,
+ * LDM_EUNSUPPORTED (a tensor's dtype), LDM_EDENIED (a refused pickle
+ * global), LDM_EIO or LDM_ENOMEM. */
 int ldm_clip_text_load(struct ldm_clip_text **out, struct ldm_ctx *ctx, const char *dir,
                        int with_projection);
+
+/* 1 when the model was loaded with text_projection, else 0. */
+int ldm_clip_text_has_projection(const struct ldm_clip_text *m);
 
 /* Free *m (NULL is fine) and set it NULL. */
 void ldm_clip_text_free(struct ldm_clip_text **m);

@@ -1,4 +1,5 @@
-/* fid.c — streamed FID statistics, pytorch-fid stats files, Fréchet distance and Inception Score. */
+/* fid.c — streamed FID statistics, pytorch-fid stats files, Fréchet distance, and the
+ * Inception Score as torch-fidelity computes it (with numpy's RandomState shuffle). */
 #include "models/fid.h"
 
 #include <cblas.h>
@@ -355,7 +356,84 @@ int ldm_fid_distance(const struct ldm_fid_stats *a, const struct ldm_fid_stats *
     return 0;
 }
 
-/* Row r of logits into p (softmax) and lp (log-softmax), in float64. */
+/* ---- Inception Score ---------------------------------------------------------- */
+
+#define MT_N 624
+#define MT_M 397
+
+/* numpy's legacy MT19937 (RandomState): state and position. */
+struct mt19937 {
+    uint32_t key[MT_N];
+    int pos;
+};
+
+/* RandomState(seed) for an integer seed: init_genrand. */
+static void mt_seed(struct mt19937 *m, uint32_t seed)
+{
+    m->key[0] = seed;
+    for (uint32_t i = 1; i < MT_N; i++)
+        m->key[i] = 1812433253u * (m->key[i - 1] ^ (m->key[i - 1] >> 30)) + i;
+    m->pos = MT_N;
+}
+
+static void mt_regenerate(struct mt19937 *m)
+{
+    for (int i = 0; i < MT_N; i++) {
+        uint32_t y = (m->key[i] & 0x80000000u) | (m->key[(i + 1) % MT_N] & 0x7fffffffu);
+        m->key[i] = m->key[(i + MT_M) % MT_N] ^ (y >> 1) ^ ((y & 1u) ? 0x9908b0dfu : 0u);
+    }
+    m->pos = 0;
+}
+
+static uint32_t mt_next32(struct mt19937 *m)
+{
+    if (m->pos == MT_N)
+        mt_regenerate(m);
+    uint32_t y = m->key[m->pos++];
+    y ^= y >> 11;
+    y ^= (y << 7) & 0x9d2c5680u;
+    y ^= (y << 15) & 0xefc60000u;
+    return y ^ (y >> 18);
+}
+
+/* numpy's legacy random_interval: uniform in 0..max by masked rejection. */
+static uint64_t mt_interval(struct mt19937 *m, uint64_t max)
+{
+    uint64_t mask = max, v;
+    for (int s = 1; s <= 32; s *= 2)
+        mask |= mask >> s;
+    if (max <= 0xffffffffu) {
+        while ((v = (mt_next32(m) & mask)) > max)
+            ;
+    } else {
+        do {
+            uint64_t hi = mt_next32(m);
+            v = ((hi << 32) | mt_next32(m)) & mask;
+        } while (v > max);
+    }
+    return v;
+}
+
+int ldm_inception_permutation(int64_t N, uint32_t seed, int64_t *perm)
+{
+    if (N < 0 || (N > 0 && !perm))
+        return ldm_fail(LDM_EINVAL, "inception score: permutation of %lld rows", (long long)N);
+    struct mt19937 *m = malloc(sizeof *m);
+    if (!m)
+        return ldm_fail(LDM_ENOMEM, "inception score: no memory for the generator");
+    mt_seed(m, seed);
+    for (int64_t i = 0; i < N; i++)
+        perm[i] = i;
+    for (int64_t i = N - 1; i > 0; i--) { /* RandomState.shuffle */
+        int64_t j = (int64_t)mt_interval(m, (uint64_t)i), t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    free(m);
+    return 0;
+}
+
+/* One row of logits x (C) into p (softmax) and lp (log-softmax), in float64. */
 static void softmax_row(const float *x, int64_t C, double *p, double *lp)
 {
     double mx = -INFINITY, s = 0;
@@ -370,53 +448,76 @@ static void softmax_row(const float *x, int64_t C, double *p, double *lp)
     }
 }
 
-/* exp(mean KL(p(y|x) || p(y))) over rows [r0, r1). */
-static double split_score(const float *logits, int64_t r0, int64_t r1, int64_t C, double *q,
-                          double *p, double *lp)
+/* exp(mean KL(p(y|x) || p̄(y))) over the rows at positions [k0, k1) of the
+ * order perm (NULL: positions are rows); w holds 3·C doubles. */
+static double split_score(const float *logits, const int64_t *perm, int64_t k0, int64_t k1,
+                          int64_t C, double *w)
 {
-    int64_t n = r1 - r0;
+    double *q = w, *p = w + C, *lp = w + 2 * C, kl = 0;
+    int64_t n = k1 - k0;
     memset(q, 0, (size_t)C * sizeof *q);
-    for (int64_t r = r0; r < r1; r++) {
-        softmax_row(logits + r * C, C, p, lp);
+    for (int64_t k = k0; k < k1; k++) {
+        softmax_row(logits + (perm ? perm[k] : k) * C, C, p, lp);
         for (int64_t j = 0; j < C; j++)
             q[j] += p[j];
     }
     for (int64_t j = 0; j < C; j++)
         q[j] = log(q[j] / (double)n);
-    double kl = 0;
-    for (int64_t r = r0; r < r1; r++) {
-        softmax_row(logits + r * C, C, p, lp);
-        double k = 0;
+    for (int64_t k = k0; k < k1; k++) {
+        softmax_row(logits + (perm ? perm[k] : k) * C, C, p, lp);
+        double r = 0;
         for (int64_t j = 0; j < C; j++)
-            k += p[j] * (lp[j] - q[j]);
-        kl += k;
+            r += p[j] * (lp[j] - q[j]);
+        kl += r;
     }
     return exp(kl / (double)n);
+}
+
+/* 0 when perm[0..N) holds each of 0..N−1 once; seen is N bytes of scratch. */
+static int check_perm(const int64_t *perm, int64_t N, unsigned char *seen)
+{
+    memset(seen, 0, (size_t)N);
+    for (int64_t k = 0; k < N; k++) {
+        if (perm[k] < 0 || perm[k] >= N || seen[perm[k]])
+            return ldm_fail(LDM_EINVAL, "inception score: perm[%lld] = %lld is %s",
+                            (long long)k, (long long)perm[k],
+                            perm[k] < 0 || perm[k] >= N ? "out of range" : "repeated");
+        seen[perm[k]] = 1;
+    }
+    return 0;
+}
+
+int ldm_inception_score_perm(const float *logits, int64_t N, int64_t C, int splits,
+                             const int64_t *perm, double *mean, double *std)
+{
+    if (splits < 1 || N < splits || C < 1 || !logits)
+        return ldm_fail(LDM_EINVAL, "inception score: %lld rows of %lld logits in %d splits",
+                        (long long)N, (long long)C, splits);
+    double *w = malloc((size_t)C * 3 * sizeof *w), *sc = malloc((size_t)splits * sizeof *sc);
+    unsigned char *seen = perm ? malloc((size_t)N) : NULL;
+    int rc = w && sc && (seen || !perm) ? 0 : ldm_fail(LDM_ENOMEM, "inception score: no memory");
+    if (rc == 0 && perm)
+        rc = check_perm(perm, N, seen);
+    if (rc == 0) {
+        double m = 0, v = 0;
+        for (int i = 0; i < splits; i++) {
+            sc[i] = split_score(logits, perm, i * N / splits, (i + 1) * N / splits, C, w);
+            m += sc[i];
+        }
+        m /= splits;
+        for (int i = 0; i < splits; i++)
+            v += (sc[i] - m) * (sc[i] - m);
+        *mean = m;
+        *std = sqrt(v / splits); /* np.std: ddof 0 */
+    }
+    free(w);
+    free(sc);
+    free(seen);
+    return rc;
 }
 
 int ldm_inception_score(const float *logits, int64_t N, int64_t C, int splits, double *mean,
                         double *std)
 {
-    if (splits < 1 || N < splits || C < 1 || !logits)
-        return ldm_fail(LDM_EINVAL, "inception score: %lld rows of %lld logits in %d splits",
-                        (long long)N, (long long)C, splits);
-    double *q = malloc((size_t)C * 3 * sizeof *q), *sc = malloc((size_t)splits * sizeof *sc);
-    if (!q || !sc) {
-        free(q);
-        free(sc);
-        return ldm_fail(LDM_ENOMEM, "inception score: no memory");
-    }
-    double m = 0, v = 0;
-    for (int i = 0; i < splits; i++) {
-        sc[i] = split_score(logits, i * N / splits, (i + 1) * N / splits, C, q, q + C, q + 2 * C);
-        m += sc[i];
-    }
-    m /= splits;
-    for (int i = 0; i < splits; i++)
-        v += (sc[i] - m) * (sc[i] - m);
-    *mean = m;
-    *std = sqrt(v / splits);
-    free(q);
-    free(sc);
-    return 0;
+    return ldm_inception_score_perm(logits, N, C, splits, NULL, mean, std);
 }

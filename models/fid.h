@@ -82,14 +82,42 @@ int ldm_fid_distance(const struct ldm_fid_stats *a, const struct ldm_fid_stats *
 int ldm_fid_trace_sqrt_product(const double *s1, const double *s2, int64_t dim, double *tr,
                                double *imag);
 
-/* Inception Score of N rows of C logits (row-major float32), as
- * torch-fidelity's isc_features_to_metric: in float64, p = softmax, split
- * the rows into `splits` parts [i·N/splits, (i+1)·N/splits), per part
- * exp(mean over rows of KL(p(y|x) || mean p(y))), then the mean and the
- * standard deviation (ddof 0) of the parts. Rows are taken in the order
- * given (torch-fidelity first shuffles them with
- * np.random.RandomState(2020).permutation; permute before calling to match
- * it exactly). Returns 0 or LDM_EINVAL (splits < 1, N < splits, C < 1). */
+/* ---- Inception Score ----------------------------------------------------------
+ *
+ * As torch-fidelity's isc_features_to_metric (v0.3.0, the metric of
+ * calculate_metrics(isc=True)): the features are its "logits_unbiased",
+ * pool3·fc.weightᵀ without fc.bias, all 1008 columns (not only the first
+ * 1000); the rows are shuffled with
+ * np.random.RandomState(2020).permutation(N); then, in float64,
+ * p = softmax(rows), the rows are cut into `splits` parts
+ * [i·N/splits, (i+1)·N/splits) (integer division), each part scores
+ * exp(mean over its rows of Σ_y p(y|x)·(log p(y|x) − log p̄(y))) with p̄ the
+ * part's mean of p, and the result is the mean and the population standard
+ * deviation (np.std, ddof 0) of the parts' scores. The shuffle is numpy's, not
+ * torch's: ldm_inception_permutation reproduces it exactly, so
+ *   ldm_inception_permutation(N, LDM_ISC_SEED, perm);
+ *   ldm_inception_score_perm(logits_unbiased, N, 1008, LDM_ISC_SPLITS, perm, &m, &s);
+ * is torch-fidelity's number on the same features (to float64 round-off). */
+
+#define LDM_ISC_SPLITS 10 /* torch-fidelity's isc_splits */
+#define LDM_ISC_SEED 2020 /* torch-fidelity's rng_seed */
+
+/* perm[0..N) = np.random.RandomState(seed).permutation(N): numpy's legacy
+ * MT19937 seeded with the 32-bit integer (init_genrand), then its
+ * Fisher-Yates shuffle of 0..N−1 from the end, each index drawn by masked
+ * rejection (32-bit draws while i < 2³², two draws per 64-bit value above).
+ * Returns 0 or LDM_EINVAL (N < 0, perm NULL with N > 0). */
+int ldm_inception_permutation(int64_t N, uint32_t seed, int64_t *perm);
+
+/* The Inception Score of N rows of C logits (row-major float32, the
+ * caller's) taking row perm[k] as the k-th row (perm NULL: the order given;
+ * otherwise a permutation of 0..N−1, checked), as described above, into
+ * *mean and *std. Returns 0, LDM_EINVAL (splits < 1, N < splits, C < 1, perm
+ * not a permutation: the detail names the entry) or LDM_ENOMEM. */
+int ldm_inception_score_perm(const float *logits, int64_t N, int64_t C, int splits,
+                             const int64_t *perm, double *mean, double *std);
+
+/* ldm_inception_score_perm with the rows in the order given (no shuffle). */
 int ldm_inception_score(const float *logits, int64_t N, int64_t C, int splits, double *mean,
                         double *std);
 

@@ -553,3 +553,13 @@ int ldm_inception_forward(struct ldm_inception *m, const float *images, int64_t 
     }
     return 0;
 }
+
+int ldm_inception_logits_unbiased(struct ldm_inception *m, const float *pool3, int64_t N,
+                                  float *out)
+{
+    if (N < 1)
+        return ldm_fail(LDM_EINVAL, "inception: %lld rows of pool3", (long long)N);
+    struct ldm_tensor x = ldm_tensor_f32((void *)pool3, N, 2048);
+    struct ldm_tensor y = ldm_tensor_f32(out, N, LDM_INCEPTION_CLASSES);
+    return ldm_linear_forward(m->ctx, &y, &x, &m->p[2 * NCONV], NULL);
+}

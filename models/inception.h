@@ -62,6 +62,12 @@ int ldm_inception_open_safetensors(struct ldm_inception **out, struct ldm_ctx *c
  * ldm_inception_open. */
 int ldm_inception_open_file(struct ldm_inception **out, struct ldm_ctx *ctx, const char *path);
 
+/* torch-fidelity's "logits_unbiased": out (N, 1008) = pool3 (N, 2048) · fc.weightᵀ, no
+ * bias (host memory; the model's CPU context computes it). Returns 0, LDM_EINVAL or an
+ * op's error. */
+int ldm_inception_logits_unbiased(struct ldm_inception *m, const float *pool3, int64_t N,
+                                  float *out);
+
 /* Close *m (NULL is fine) and set it NULL. */
 void ldm_inception_close(struct ldm_inception **m);
 

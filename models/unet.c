@@ -3,10 +3,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "err.h"
 #include "json.h"
 #include "models/unet_int.h"
+#include "models/weights.h"
 
 /* ---- config ------------------------------------------------------------------------ */
 
@@ -323,19 +325,58 @@ void ldm_unet_free(struct ldm_unet **pu)
     *pu = NULL;
 }
 
+/* ---- the weight files ---------------------------------------------------------------------- */
+
+/* Where the weights come from: a model folder's files (ldm_weights) or one safetensors file. */
+struct unet_src {
+    struct ldm_weights *w; /* one of w, st */
+    struct ldm_st *st;
+};
+
+/* What ldm_weights_open finds in dir or, when the folder holds none of those files,
+ * its fp16 variant. */
+static int src_open_dir(struct unet_src *s, const char *dir)
+{
+    return ldm_weights_open(&s->w, dir);
+}
+
+static void src_close(struct unet_src *s)
+{
+    ldm_weights_close(&s->w);
+    ldm_st_close(&s->st);
+}
+
+static const char *src_label(const struct unet_src *s)
+{
+    return s->w ? ldm_weights_source(s->w) : ldm_st_label(s->st);
+}
+
+static const struct ldm_st_tensor *src_get(const struct unet_src *s, const char *name)
+{
+    return s->w ? ldm_weights_get(s->w, name) : ldm_st_get(s->st, name);
+}
+
+/* Check dtype and shape; a mismatch names the file (the shard) holding the tensor. */
+static int src_expect(const struct unet_src *s, const char *name, int dtype, int ndim,
+                      const int64_t *shape)
+{
+    const struct ldm_st_tensor *t;
+    return s->w ? ldm_weights_expect(s->w, name, dtype, ndim, shape, &t)
+                : ldm_st_expect(s->st, name, dtype, ndim, shape, &t);
+}
+
 /* ---- weights ---------------------------------------------------------------------------- */
 
-static int load_one(struct ldm_unet *u, const struct ldm_st *st, size_t i, float *buf)
+static int load_one(struct ldm_unet *u, const struct unet_src *s, size_t i, float *buf)
 {
     const struct ldm_tensor *p = &u->params[i];
-    const struct ldm_st_tensor *t;
-    int rc = ldm_st_find(st, p->name, &t);
-    if (rc)
-        return rc;
+    const struct ldm_st_tensor *t = src_get(s, p->name);
+    if (!t)
+        return ldm_fail(LDM_ENOTFOUND, "%s: no tensor '%s'", src_label(s), p->name);
     if (t->dtype != LDM_DT_F32 && t->dtype != LDM_DT_F16 && t->dtype != LDM_DT_BF16)
         return ldm_fail(LDM_EFORMAT, "%s: tensor %s is %s; expected F32, F16 or BF16",
-                        ldm_st_label(st), p->name, ldm_dtype_name(t->dtype));
-    rc = ldm_st_expect(st, p->name, t->dtype, p->ndim, p->shape, &t);
+                        src_label(s), p->name, ldm_dtype_name(t->dtype));
+    int rc = src_expect(s, p->name, t->dtype, p->ndim, p->shape);
     if (rc)
         return rc;
     size_t n = ldm_tensor_numel(p);
@@ -345,20 +386,39 @@ static int load_one(struct ldm_unet *u, const struct ldm_st *st, size_t i, float
     return rc;
 }
 
-int ldm_unet_load(struct ldm_unet *u, const char *path)
+/* Every parameter from s, through one host buffer as large as the largest. */
+static int load_all(struct ldm_unet *u, const struct unet_src *s)
 {
     size_t most = 1;
     for (size_t i = 0; i < u->nparams; i++)
         most = ldm_tensor_numel(&u->params[i]) > most ? ldm_tensor_numel(&u->params[i]) : most;
     float *buf = malloc(most * sizeof *buf);
     if (!buf)
-        return ldm_fail(LDM_ENOMEM, "unet: out of memory loading %s", path);
-    struct ldm_st *st;
-    int rc = ldm_st_open(&st, path);
+        return ldm_fail(LDM_ENOMEM, "unet: out of memory loading %s", src_label(s));
+    int rc = 0;
     for (size_t i = 0; !rc && i < u->nparams; i++)
-        rc = load_one(u, st, i, buf);
-    ldm_st_close(&st);
+        rc = load_one(u, s, i, buf);
     free(buf);
+    return rc;
+}
+
+int ldm_unet_load(struct ldm_unet *u, const char *path)
+{
+    struct unet_src s = {NULL, NULL};
+    int rc = ldm_st_open(&s.st, path);
+    if (!rc)
+        rc = load_all(u, &s);
+    src_close(&s);
+    return rc;
+}
+
+int ldm_unet_load_dir(struct ldm_unet *u, const char *dir)
+{
+    struct unet_src s = {NULL, NULL};
+    int rc = src_open_dir(&s, dir);
+    if (!rc)
+        rc = load_all(u, &s);
+    src_close(&s);
     return rc;
 }
 

@@ -77,6 +77,15 @@ void ldm_unet_free(struct ldm_unet **u);
  * are ignored. */
 int ldm_unet_load(struct ldm_unet *u, const char *path);
 
+/* As ldm_unet_load, from the weights of a diffusers `unet/` folder `dir`: what
+ * models/weights.h finds there (diffusion_pytorch_model.safetensors, shards with their
+ * .index.json, or a .bin state dict, in weights.h's order of preference) or, when the
+ * folder holds none of those, its fp16 variant diffusion_pytorch_model.fp16.safetensors.
+ * Errors name the file (the shard holding the tensor, or the shard index) and the
+ * tensor. Returns 0, the codes of ldm_weights_open (LDM_ENOTFOUND: no weights, or a
+ * shard missing, named; LDM_EDENIED: a refused pickle global) and of ldm_unet_load. */
+int ldm_unet_load_dir(struct ldm_unet *u, const char *dir);
+
 /* Fix the input sizes: sample (N, in_channels, H, W) with H and W divisible by
  * 2^(nblocks−1), encoder_hidden_states (N, L, cross_attention_dim). Records the ops,
  * allocates the activation arenas and reserves the workspace (planned over forward

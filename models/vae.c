@@ -4,9 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "err.h"
 #include "json.h"
+#include "models/weights.h"
 #include "safetensors.h"
 #include "vae_blocks.h"
 
@@ -343,7 +345,7 @@ static int table_build(struct ldm_vae *v)
     return ldm_arena_alloc(&v->param_arena, v->ctx, v->params, v->nparams);
 }
 
-/* ---- weights ------------------------------------------------------------------------------ */
+/* ---- names and shapes ---------------------------------------------------------------------- */
 
 /* The name older diffusers files give a mid-block attention parameter
  * (query, key, value, proj_attn), into buf; 0 when it has no other name. */
@@ -373,20 +375,61 @@ static void shape_str(int ndim, const int64_t *shape, char *buf, size_t size)
         snprintf(buf + k, size - k, "]");
 }
 
+/* ---- the weight files ------------------------------------------------------------------- */
+
+/* The weights of the model folder, as ldm_weights_open finds them. */
+struct vae_src {
+    struct ldm_weights *w; /* one of w, st */
+    struct ldm_st *st;
+};
+
+static int src_open(struct vae_src *s, const char *dir)
+{
+    return ldm_weights_open(&s->w, dir);
+}
+
+static void src_close(struct vae_src *s)
+{
+    ldm_weights_close(&s->w);
+    ldm_st_close(&s->st);
+}
+
+static const char *src_label(const struct vae_src *s)
+{
+    return s->w ? ldm_weights_source(s->w) : ldm_st_label(s->st);
+}
+
+static const struct ldm_st_tensor *src_get(const struct vae_src *s, const char *name)
+{
+    return s->w ? ldm_weights_get(s->w, name) : ldm_st_get(s->st, name);
+}
+
+static size_t src_count(const struct vae_src *s)
+{
+    return s->w ? ldm_weights_count(s->w) : ldm_st_count(s->st);
+}
+
+static const struct ldm_st_tensor *src_at(const struct vae_src *s, size_t i)
+{
+    return s->w ? ldm_weights_at(s->w, i) : ldm_st_at(s->st, i);
+}
+
+/* ---- weights ------------------------------------------------------------------------------ */
+
 /* The file's tensor for parameter p, checked: dtype, and shape (a linear
  * weight may be stored as a 1×1 convolution's). */
-static int find_param(const struct ldm_st *st, const struct ldm_tensor *p,
+static int find_param(const struct vae_src *s, const struct ldm_tensor *p,
                       const struct ldm_st_tensor **out)
 {
     char alt[NAME_MAX_LEN], want[96], got[96];
-    const struct ldm_st_tensor *f = ldm_st_get(st, p->name);
+    const struct ldm_st_tensor *f = src_get(s, p->name);
     if (!f && legacy_name(p->name, alt))
-        f = ldm_st_get(st, alt);
+        f = src_get(s, alt);
     if (!f)
-        return ldm_fail(LDM_EFORMAT, "%s: tensor %s is missing", ldm_st_label(st), p->name);
+        return ldm_fail(LDM_EFORMAT, "%s: tensor %s is missing", src_label(s), p->name);
     if (f->dtype != LDM_DT_F32 && f->dtype != LDM_DT_F16 && f->dtype != LDM_DT_BF16)
         return ldm_fail(LDM_EFORMAT, "%s: tensor %s is %s; F32, F16 or BF16 expected",
-                        ldm_st_label(st), f->name, ldm_dtype_name(f->dtype));
+                        src_label(s), f->name, ldm_dtype_name(f->dtype));
     int same = f->ndim == p->ndim;
     for (int i = 0; same && i < p->ndim; i++)
         same = f->shape[i] == p->shape[i];
@@ -397,7 +440,7 @@ static int find_param(const struct ldm_st *st, const struct ldm_tensor *p,
         shape_str(f->ndim, f->shape, got, sizeof got);
         shape_str(p->ndim, p->shape, want, sizeof want);
         return ldm_fail(LDM_EFORMAT, "%s: tensor %s has shape %s; the config implies %s",
-                        ldm_st_label(st), f->name, got, want);
+                        src_label(s), f->name, got, want);
     }
     *out = f;
     return 0;
@@ -417,38 +460,37 @@ static int load_param(struct ldm_vae *v, const struct ldm_st_tensor *f, const st
     return rc;
 }
 
-/* The first tensor of the file that no parameter uses, for the error. */
-static int name_unused(const struct ldm_vae *v, const struct ldm_st *st)
+/* The first tensor of the files that no parameter uses, for the error. */
+static int name_unused(const struct ldm_vae *v, const struct vae_src *s)
 {
     char alt[NAME_MAX_LEN];
-    for (size_t i = 0; i < ldm_st_count(st); i++) {
-        const char *name = ldm_st_at(st, i)->name;
+    for (size_t i = 0; i < src_count(s); i++) {
+        const char *name = src_at(s, i)->name;
         int used = 0;
         for (size_t j = 0; j < v->nparams && !used; j++)
             used = strcmp(v->params[j].name, name) == 0 ||
                    (legacy_name(v->params[j].name, alt) && strcmp(alt, name) == 0 &&
-                    !ldm_st_get(st, v->params[j].name));
+                    !src_get(s, v->params[j].name));
         if (!used)
             return ldm_fail(LDM_EFORMAT, "%s: tensor %s is not part of the model its config "
-                                         "describes", ldm_st_label(st), name);
+                                         "describes", src_label(s), name);
     }
-    return ldm_fail(LDM_EFORMAT, "%s: unexpected tensors", ldm_st_label(st));
+    return ldm_fail(LDM_EFORMAT, "%s: unexpected tensors", src_label(s));
 }
 
-static int load_weights(struct ldm_vae *v, const char *path)
+static int load_weights(struct ldm_vae *v, const char *dir)
 {
-    struct ldm_st *st;
-    CK(ldm_st_open(&st, path));
-    int rc = 0;
+    struct vae_src s = {NULL, NULL};
+    int rc = src_open(&s, dir);
     for (size_t i = 0; i < v->nparams && !rc; i++) {
         const struct ldm_st_tensor *f = NULL;
-        rc = find_param(st, &v->params[i], &f);
+        rc = find_param(&s, &v->params[i], &f);
         if (!rc)
             rc = load_param(v, f, &v->params[i]);
     }
-    if (!rc && ldm_st_count(st) != v->nparams)
-        rc = name_unused(v, st);
-    ldm_st_close(&st);
+    if (!rc && src_count(&s) != v->nparams)
+        rc = name_unused(v, &s);
+    src_close(&s);
     return rc;
 }
 
@@ -469,9 +511,8 @@ int ldm_vae_open(struct ldm_vae **out, struct ldm_ctx *ctx, const char *dir)
     v->run.eps = 1e-6f;
     if (!rc)
         rc = table_build(v);
-    snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", dir);
     if (!rc)
-        rc = load_weights(v, path);
+        rc = load_weights(v, dir);
     if (rc) {
         ldm_vae_close(&v);
         return rc;

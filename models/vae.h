@@ -1,13 +1,18 @@
 /* vae.h — diffusers' AutoencoderKL (eval mode, forward only): images to the
  * latent distribution (mean, log-variance) and latents back to images.
  *
- * A model is read from a diffusers `vae/` folder: config.json and
- * diffusion_pytorch_model.safetensors (F32, F16 or BF16 tensors, cast to F32
- * on load). Parameters keep the diffusers state-dict names
+ * A model is read from a diffusers `vae/` folder: config.json and the
+ * weights that models/weights.h finds there (one safetensors file, shards
+ * with their .index.json, or a PyTorch .bin state dict, in weights.h's order
+ * of preference); when the folder holds none of those, its fp16 variant
+ * diffusion_pytorch_model.fp16.safetensors (or model.fp16.safetensors).
+ * Tensors may be F32, F16 or BF16, cast to F32 on load. Parameters keep
+ * the diffusers state-dict names
  * ("encoder.down_blocks.0.resnets.1.conv2.weight", ...); the attention
  * names of older files (query, key, value, proj_attn) are read too, as
  * diffusers converts them. Every tensor the config implies must be in the
- * file with its shape, and every tensor in the file must be one of them.
+ * weights with its shape, and every tensor of the weights must be one of
+ * them.
  *
  * Shapes: images (N, in_channels, H, W) in [-1, 1]; latents (N,
  * latent_channels, h, w) with h = H / 2^(blocks−1) (each Downsample2D
@@ -58,12 +63,13 @@ struct ldm_vae; /* an opened model */
  * file and the key. */
 int ldm_vae_config_load(struct ldm_vae_config *cfg, const char *path);
 
-/* Open the model in the folder `dir` (config.json and
- * diffusion_pytorch_model.safetensors) on context `ctx`, which the caller
- * keeps open until ldm_vae_close. *out is the caller's. Returns 0, the
- * codes of ldm_vae_config_load and ldm_st_open, LDM_EFORMAT (a tensor
- * missing, of another shape, of a dtype that is not F32/F16/BF16, or not
- * used by the config: the detail names the tensor and both shapes),
+/* Open the model in the folder `dir` (config.json and the weights, see
+ * above) on context `ctx`, which the caller keeps open until ldm_vae_close.
+ * *out is the caller's. Returns 0, the codes of ldm_vae_config_load,
+ * ldm_weights_open (LDM_ENOTFOUND: no weights, or a shard missing, named)
+ * and ldm_st_open, LDM_EFORMAT (a tensor missing, of another shape, of a
+ * dtype that is not F32/F16/BF16, or not used by the config: the detail
+ * names the weights file, or the shard index, the tensor and both shapes),
  * LDM_ENOMEM, or a backend's code. On failure *out is NULL. */
 int ldm_vae_open(struct ldm_vae **out, struct ldm_ctx *ctx, const char *dir);
 

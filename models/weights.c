@@ -41,6 +41,9 @@ static const struct {
     {"pytorch_model.bin", 1, 0},
     {"diffusion_pytorch_model.bin.index.json", 1, 1},
     {"pytorch_model.bin.index.json", 1, 1},
+    /* diffusers' fp16 variant, when the folder holds nothing else */
+    {"diffusion_pytorch_model.fp16.safetensors", 0, 0},
+    {"model.fp16.safetensors", 0, 0},
 };
 
 static int exists(const char *path)

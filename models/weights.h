@@ -7,11 +7,13 @@
  *   diffusion_pytorch_model.bin, pytorch_model.bin                (torch, pickle.h)
  *   diffusion_pytorch_model.bin.index.json,
  *   pytorch_model.bin.index.json                                  (torch shards)
+ *   diffusion_pytorch_model.fp16.safetensors,
+ *   model.fp16.safetensors                                        (diffusers' fp16 variant)
  * and takes the first that exists. A shard index is {"weight_map": {tensor:
  * file}, "metadata": {...}}; each file it names (a plain file name in the
  * same folder) is opened once, every tensor the map names must be in the
  * file it names, and every tensor of every shard is listed. A name found in
- * two shards is an error. Variant files (".fp16.") are not looked for.
+ * two shards is an error. Only the single-file fp16 variant is looked for.
  *
  * Tensors are struct ldm_st_tensor (safetensors.h); their data stays valid
  * until ldm_weights_close. A struct ldm_weights is read-only once opened; any

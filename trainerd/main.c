@@ -23,6 +23,7 @@
 
 struct trainerd_state {
     struct ldm_ranks ranks;
+    char device[32];      /* cfg device, "cuda" made "cuda:LOCAL_RANK" */
     int local_world;
     atomic_int finished;
     struct ldm_comm *comm;
@@ -170,8 +171,12 @@ static int join_ranks(struct trainerd_state *st, struct ldm_daemon *d,
     struct ldm_bind_security sec = {NULL, com->insecure};
     struct ldm_rdv_opts ro = {.endpoint = rdv, .run_id = run_id,
                               .timeout_ms = (int)cfg->rendezvous_timeout, .sec = &sec};
-    struct ldm_comm_opts co = {.kind = LDM_COMM_RING, .timeout_ms = (int)cfg->rendezvous_timeout,
-                               .sec = &sec};
+    /* GPU ranks: NCCL on this rank's device (the default stream, which orders with the
+     * backend's blocking stream); CPU ranks: the ZeroMQ ring */
+    int gpu = !strncmp(st->device, "cuda", 4);
+    struct ldm_comm_opts co = {.kind = gpu ? LDM_COMM_NCCL : LDM_COMM_RING,
+                               .timeout_ms = (int)cfg->rendezvous_timeout, .sec = &sec,
+                               .device = gpu ? atoi(st->device + 5) : 0};
     LOG_INFO("joining ranks", "rank=%d world=%d rendezvous=%s data=%s", st->ranks.rank,
              st->ranks.world, rdv, data);
     return ldm_comm_setup(&st->comm, ldm_daemon_zctx(d), st->ranks.rank, st->ranks.world, data,
@@ -231,11 +236,19 @@ static int trainerd_start(struct ldm_daemon *d)
     int rc = check_device(cfg->device);
     if (!rc)
         rc = resolve_ranks(st, cfg);
+    if (!rc) {
+        if (!strcmp(cfg->device, "cuda"))
+            snprintf(st->device, sizeof st->device, "cuda:%d", st->ranks.local_rank);
+        else
+            snprintf(st->device, sizeof st->device, "%s", cfg->device);
+    }
     if (!rc && st->ranks.world > 1)
         rc = join_ranks(st, d, cfg);
     struct td_trainer *t = NULL;
+    struct trainerd_cfg c2 = *cfg;
+    c2.device = st->device;
     if (!rc)
-        rc = td_trainer_open(&t, cfg, st->comm, st->ranks.rank, st->ranks.world,
+        rc = td_trainer_open(&t, &c2, st->comm, st->ranks.rank, st->ranks.world,
                              st->ranks.local_rank, st->local_world);
     if (!rc) {
         struct td_trainer_info i;

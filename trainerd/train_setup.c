@@ -69,8 +69,8 @@ int td_setup_model(struct td_trainer *t)
     if (!rc)
         rc = ldm_unet_create(&t->u, t->ctx, &uc);
     if (!rc) {
-        snprintf(p, sizeof p, "%s/unet/diffusion_pytorch_model.safetensors", t->model);
-        rc = ldm_unet_load(t->u, p);
+        snprintf(p, sizeof p, "%s/unet", t->model);
+        rc = ldm_unet_load_dir(t->u, p);
     }
     if (!rc) {
         ldm_unet_arenas(t->u, &t->pa, &t->ga);

@@ -136,8 +136,8 @@ static int load_weights(struct td_trainer *t, const char *dir, const struct ldm_
         if (ldm_st_get(st, "ema")) {
             rc = get_arena(t, st, "ema", &t->ema);
         } else {
-            snprintf(p, sizeof p, "%s/unet_ema/diffusion_pytorch_model.safetensors", dir);
-            rc = ldm_unet_load(t->u, p);
+            snprintf(p, sizeof p, "%s/unet_ema", dir);
+            rc = ldm_unet_load_dir(t->u, p);
             if (!rc)
                 rc = ldm_ctx_copy(t->ctx, t->ema.base, t->pa->base, t->pa->bytes);
         }
@@ -146,8 +146,8 @@ static int load_weights(struct td_trainer *t, const char *dir, const struct ldm_
         return rc;
     if (ldm_st_get(st, "params"))
         return get_arena(t, st, "params", t->pa);
-    snprintf(p, sizeof p, "%s/unet/diffusion_pytorch_model.safetensors", dir);
-    return ldm_unet_load(t->u, p);
+    snprintf(p, sizeof p, "%s/unet", dir);
+    return ldm_unet_load_dir(t->u, p);
 }
 
 static int load_optim(struct td_trainer *t, const struct ldm_st *st)

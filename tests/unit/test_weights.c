@@ -130,6 +130,29 @@ START_TEST(bad_shards)
 }
 END_TEST
 
+/* diffusers' fp16 variant is taken when the folder holds nothing else; a missing shard
+ * is still an error naming the shard's path, variant or not. */
+START_TEST(not_found_details)
+{
+    char *dir = tu_tmpdir(), want[4200];
+    struct ldm_st_tensor t[2] = {T_A, T_B};
+    write_st(dir, "diffusion_pytorch_model.fp16.safetensors", t, 2);
+    struct ldm_weights *w = NULL;
+    ck_ok(ldm_weights_open(&w, dir));
+    ck_assert_uint_eq(ldm_weights_count(w), 2);
+    ck_assert(strstr(ldm_weights_source(w), "fp16.safetensors") != NULL);
+    ldm_weights_close(&w);
+    write_text(dir, "diffusion_pytorch_model.safetensors.index.json",
+               "{\"weight_map\": {\"conv.weight\": \"m-00001-of-00002.safetensors\"}}");
+    snprintf(want, sizeof want, "%s/m-00001-of-00002.safetensors: no such file", dir);
+    ck_fails_with(ldm_weights_open(&w, dir), LDM_ENOTFOUND, want);
+    ck_assert(strncmp(ldm_errmsg(), want, strlen(want)) == 0);
+    ck_assert_ptr_null(w);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 /* torch .bin files, single and sharded, made by tests/golden/torch_save.py. */
 START_TEST(torch_bins)
 {
@@ -173,6 +196,7 @@ Suite *suite_weights(void)
     tcase_add_test(tc, single_safetensors);
     tcase_add_test(tc, sharded_safetensors);
     tcase_add_test(tc, bad_shards);
+    tcase_add_test(tc, not_found_details);
     tcase_add_test(tc, torch_bins);
     suite_add_tcase(s, tc);
     return s;

@@ -7,21 +7,6 @@
 #include "ldmrun.h"
 #include "models/clip_text.h"
 
-/* 1 when dir/model.safetensors holds text_projection.weight (CLIPTextModelWithProjection). */
-static int has_projection(const char *dir, int *yes)
-{
-    char p[4096];
-    if (snprintf(p, sizeof p, "%s/model.safetensors", dir) >= (int)sizeof p)
-        return ldm_fail(LDM_EINVAL, "%s: path too long", dir);
-    struct ldm_st *st;
-    int rc = ldm_st_open(&st, p);
-    if (rc)
-        return rc;
-    *yes = ldm_st_get(st, "text_projection.weight") != NULL;
-    ldm_st_close(&st);
-    return 0;
-}
-
 static int run(struct ldm_clip_text *m, int proj, const int64_t *ids, int64_t N, int64_t L,
                struct lr_outs *o)
 {
@@ -62,9 +47,10 @@ int lr_cmd_clip(const struct lr_args *a)
         rc = ldm_fail(LDM_EFORMAT, "%s: %s must be (N, L), it has %d dimensions", a->in, name,
                       t->ndim);
     if (!rc) rc = lr_get_ints(st, name, &ids, &n);
-    if (!rc) rc = has_projection(a->dir, &proj);
     if (!rc) rc = ldm_ctx_open(&ctx, "cpu", a->threads);
-    if (!rc) rc = ldm_clip_text_load(&m, ctx, a->dir, proj);
+    /* with text_projection.weight in the weights: CLIPTextModelWithProjection */
+    if (!rc) rc = ldm_clip_text_load(&m, ctx, a->dir, LDM_CLIP_PROJ_AUTO);
+    if (!rc) proj = ldm_clip_text_has_projection(m);
     if (!rc) rc = run(m, proj, ids, t->shape[0], t->shape[1], &o);
     if (!rc) rc = lr_out_write(&o, a->out);
     lr_out_free(&o);

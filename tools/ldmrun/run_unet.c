@@ -91,9 +91,8 @@ static int forward(struct ldm_unet *u, const struct ldm_unet_config *c, const st
 
 int lr_cmd_unet(const struct lr_args *a)
 {
-    char cfgp[4096], wp[4096];
-    if (snprintf(cfgp, sizeof cfgp, "%s/config.json", a->dir) >= (int)sizeof cfgp ||
-        snprintf(wp, sizeof wp, "%s/diffusion_pytorch_model.safetensors", a->dir) >= (int)sizeof wp)
+    char cfgp[4096];
+    if (snprintf(cfgp, sizeof cfgp, "%s/config.json", a->dir) >= (int)sizeof cfgp)
         return ldm_fail(LDM_EINVAL, "%s: path too long", a->dir);
     struct ldm_unet_config c;
     struct ldm_ctx *ctx = NULL;
@@ -106,7 +105,7 @@ int lr_cmd_unet(const struct lr_args *a)
     if (!rc)
         rc = ldm_unet_create(&u, ctx, &c);
     if (!rc)
-        rc = ldm_unet_load(u, wp);
+        rc = ldm_unet_load_dir(u, a->dir);
     if (!rc)
         rc = ldm_st_open(&st, a->in);
     if (!rc)
