@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "err.h"
+#include "fsutil.h"
 #include "json.h"
 #include "models/pickle.h"
 #include "models/weights.h"
@@ -267,5 +268,29 @@ int ldm_weights_expect(const struct ldm_weights *w, const char *name, int dtype,
                    : ldm_pt_expect(f->pt, name, dtype, ndim, shape, &t);
     if (out)
         *out = rc ? NULL : t;
+    return rc;
+}
+
+const char *ldm_weights_file(const struct ldm_weights *w, size_t i)
+{
+    return i < w->nf ? w->f[i].path : NULL;
+}
+
+int ldm_weights_hash(const char *dir, char hex[17])
+{
+    struct ldm_weights *w = NULL;
+    int rc = ldm_weights_open(&w, dir);
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; !rc && i < w->nf; i++) {
+        char fh[17];
+        rc = ldm_file_fnv1a64(w->f[i].path, fh);
+        for (size_t k = 0; !rc && k < 16; k++)
+            h = (h ^ (unsigned char)fh[k]) * 0x100000001b3ull;
+    }
+    if (!rc && w->nf == 1) /* one file: its own hash, as the single-file identities were */
+        rc = ldm_file_fnv1a64(w->f[0].path, hex);
+    else if (!rc)
+        snprintf(hex, 17, "%016llx", (unsigned long long)h);
+    ldm_weights_close(&w);
     return rc;
 }

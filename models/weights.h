@@ -64,4 +64,13 @@ int ldm_weights_find(const struct ldm_weights *w, const char *name,
 int ldm_weights_expect(const struct ldm_weights *w, const char *name, int dtype, int ndim,
                        const int64_t *shape, const struct ldm_st_tensor **out);
 
+/* The path of weight file i (0 .. ldm_weights_files − 1, shards in index order), or NULL. */
+const char *ldm_weights_file(const struct ldm_weights *w, size_t i);
+
+/* A hash of the weights of folder `dir`, 16 hex digits into hex[17]: FNV-1a 64 of the file
+ * when there is one (fsutil.h's ldm_file_fnv1a64), else FNV-1a 64 over the files' hashes in
+ * order. The cache identity's weight hash. Returns 0 or the codes of ldm_weights_open and
+ * ldm_file_fnv1a64. */
+int ldm_weights_hash(const char *dir, char hex[17]);
+
 #endif

@@ -11,6 +11,7 @@ struct trainerd_cfg {
     int64_t threads;
     char *model;             /* diffusers folder: unet/, scheduler/, vae/, text_encoder/ */
     char *cache;             /* the node's LMDB cache */
+    int64_t cache_wait;      /* ms to wait for encoderd to create it */
     char *output;            /* checkpoints, metrics.jsonl */
     char *resume;            /* "", latest or a checkpoint folder */
     int check_identity;      /* refuse a cache made by other encoders */
@@ -43,6 +44,7 @@ struct trainerd_cfg {
     /* precision and guards */
     char *mixed_precision;   /* no | fp16 | bf16 */
     double loss_scale;       /* fp16 initial loss scale */
+    int gradient_checkpointing; /* recompute each UNet block in the backward */
     int64_t max_bad_steps;
     /* checkpoints */
     int64_t save_steps, keep_last;

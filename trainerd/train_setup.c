@@ -3,11 +3,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "err.h"
 #include "fsutil.h"
 #include "json.h"
 #include "log.h"
+#include "models/weights.h"
 #include "trainerd/train_int.h"
 
 static int exists(const char *p)
@@ -68,6 +70,8 @@ int td_setup_model(struct td_trainer *t)
         rc = ldm_ctx_open(&t->ctx, t->cfg.device, (int)t->cfg.threads);
     if (!rc)
         rc = ldm_unet_create(&t->u, t->ctx, &uc);
+    if (!rc)
+        rc = ldm_unet_set_checkpointing(t->u, t->cfg.gradient_checkpointing);
     if (!rc) {
         snprintf(p, sizeof p, "%s/unet", t->model);
         rc = ldm_unet_load_dir(t->u, p);
@@ -80,19 +84,18 @@ int td_setup_model(struct td_trainer *t)
 }
 
 /* Compare one part's hashes in the cache identity with the model folder's files. */
-static int check_part(const struct td_trainer *t, const json_t *id, const char *part,
-                      const char *weights)
+static int check_part(const struct td_trainer *t, const json_t *id, const char *part)
 {
     const json_t *e = json_object_get(id, part);
     if (!e)
         return 0;
     const char *want[2] = {json_string_value(json_object_get(e, "config")),
                            json_string_value(json_object_get(e, "weights"))};
-    const char *files[2] = {"config.json", weights};
+    const char *files[2] = {"config.json", "weights"};
     for (int i = 0; i < 2; i++) {
         char p[4200], h[17];
-        snprintf(p, sizeof p, "%s/%s/%s", t->model, part, files[i]);
-        int rc = ldm_file_fnv1a64(p, h);
+        snprintf(p, sizeof p, "%s/%s%s%s", t->model, part, i ? "" : "/", i ? "" : files[i]);
+        int rc = i ? ldm_weights_hash(p, h) : ldm_file_fnv1a64(p, h);
         if (rc)
             return ldm_fail(LDM_ECONFIG, "check_identity: %s (set check_identity=false to "
                             "train without checking the cache's encoders)", ldm_errmsg());
@@ -111,6 +114,10 @@ static int read_identity(struct td_trainer *t)
     size_t len = 0;
     json_t *id = NULL;
     int rc = ldm_store_meta_get(t->store, LDM_META_IDENTITY, &buf, &len);
+    for (int64_t w = 0; rc == LDM_ENOTFOUND && w < t->cfg.cache_wait; w += 200) {
+        usleep(200000); /* encoderd writes it just after creating the cache */
+        rc = ldm_store_meta_get(t->store, LDM_META_IDENTITY, &buf, &len);
+    }
     if (rc == LDM_ENOTFOUND)
         rc = ldm_fail(LDM_ECONFIG, "cache %s has no encoder identity (not written by encoderd?)",
                       t->cache);
@@ -124,11 +131,11 @@ static int read_identity(struct td_trainer *t)
         rc = ldm_json_get_real(id, "shift_factor", &shift, 0);
     t->scale = (float)scale, t->shift = (float)shift;
     if (!rc && t->cfg.check_identity) {
-        rc = check_part(t, id, "vae", "diffusion_pytorch_model.safetensors");
+        rc = check_part(t, id, "vae");
         if (!rc)
-            rc = check_part(t, id, "text_encoder", "model.safetensors");
+            rc = check_part(t, id, "text_encoder");
         if (!rc)
-            rc = check_part(t, id, "text_encoder_2", "model.safetensors");
+            rc = check_part(t, id, "text_encoder_2");
     }
     json_decref(id);
     return rc;
@@ -138,8 +145,16 @@ int td_setup_cache(struct td_trainer *t)
 {
     struct ldm_store_opts so = {.readonly = 1};
     int rc = ldm_store_open(t->cache, &so, &t->store);
+    for (int64_t waited = 0; rc == LDM_ENOTFOUND && waited < t->cfg.cache_wait; waited += 200) {
+        if (!waited) /* encoderd creates it when it starts: wait a while */
+            LOG_INFO("waiting for the cache", "cache=%s cache_wait_ms=%lld", t->cache,
+                     (long long)t->cfg.cache_wait);
+        usleep(200000);
+        rc = ldm_store_open(t->cache, &so, &t->store);
+    }
     if (rc == LDM_ENOTFOUND)
-        return ldm_fail(LDM_ECONFIG, "cache: no cache at %s (start encoderd first)", t->cache);
+        return ldm_fail(LDM_ECONFIG, "cache: no cache at %s after %lld ms (start encoderd "
+                        "first)", t->cache, (long long)t->cfg.cache_wait);
     if (!rc)
         rc = read_identity(t);
     size_t len = 0;

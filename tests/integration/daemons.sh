@@ -78,6 +78,11 @@ cache = $T/cache
 model = $T/model
 
 [loaderd]
+[evald]
+model = $T/model
+checkpoints = $T/out
+output = $T/eval
+threads = 1
 EOF
 R=$LDMPIPE_RUN_DIR
 
@@ -160,7 +165,7 @@ st=$?
     fail "bad device: exit $st: $(cat "$T/bad3.log")"
 
 # plain tcp on a non-loopback address is refused without --insecure
-"$BIN/evald" --control="tcp://0.0.0.0:*" 2>"$T/tcp.log"
+"$BIN/loaderd" --control="tcp://0.0.0.0:*" 2>"$T/tcp.log"
 st=$?
 [ $st -ne 0 ] && grep -q 'refusing plain tcp' "$T/tcp.log" && ok "plain tcp on 0.0.0.0 refused" ||
     fail "plain tcp: exit $st: $(cat "$T/tcp.log")"
