@@ -237,10 +237,12 @@ static void input_shapes(struct ldm_unet *u, int64_t N, int64_t H, int64_t W, in
     u->tids = ldm_tensor_f32(NULL, N, T);
 }
 
-/* Lay the inputs, the network, the loss target and the loss out in one walk. */
-static int walk(struct ldm_unet *u, int mode, size_t *abytes)
+/* The inputs, the network, the loss target and the loss in one walk: declaring the
+ * parameters, counting the activations into *nacts (MEASURE), or recording the ops over
+ * activations tagged by tags[0 .. *nacts − 1] (RECORD; *nacts becomes the count made). */
+static int walk(struct ldm_unet *u, int mode, char *tags, size_t *nacts)
 {
-    struct ug g = {.u = u, .mode = mode};
+    struct ug g = {.u = u, .mode = mode, .tags = tags, .ntags = *nacts, .seg = -1};
     struct ldm_tensor *in[] = {&u->sample, &u->tsteps, &u->ehs, &u->text, &u->tids};
     for (size_t i = 0; i < sizeof in / sizeof in[0]; i++)
         *in[i] = ug_act(&g, in[i]->ndim, in[i]->shape);
@@ -255,7 +257,9 @@ static int walk(struct ldm_unet *u, int mode, size_t *abytes)
     if (mode != UG_DECLARE && g.cursor != u->nparams)
         return ldm_fail(LDM_EINVAL, "unet: the walk used %zu of %zu parameters", g.cursor,
                         u->nparams);
-    *abytes = g.abytes;
+    *nacts = g.nacts;
+    if (mode == UG_RECORD)
+        u->nsegs = g.nsegs;
     return 0;
 }
 
@@ -279,10 +283,11 @@ int ldm_unet_create(struct ldm_unet **out, struct ldm_ctx *ctx, const struct ldm
         return ldm_fail(LDM_ENOMEM, "unet: out of memory");
     u->ctx = ctx;
     u->cfg = *cfg;
+    u->scratch_seg = -1;
     int64_t side = (int64_t)1 << (cfg->nblocks - 1);
     input_shapes(u, 1, side, side, 1);
-    size_t unused;
-    int rc = walk(u, UG_DECLARE, &unused);
+    size_t unused = 0;
+    int rc = walk(u, UG_DECLARE, NULL, &unused);
     if (!rc)
         rc = alloc_params(u);
     if (rc) {
@@ -307,6 +312,8 @@ static void free_acts(struct ldm_unet *u)
     u->zero_order = NULL;
     u->nnodes = u->cap_nodes = u->nbufs = u->cap_bufs = u->nzero = 0;
     u->prepared = u->have_out = u->have_loss = 0;
+    u->nsegs = 0;
+    u->scratch_seg = -1;
 }
 
 void ldm_unet_free(struct ldm_unet **pu)
@@ -449,6 +456,27 @@ static int plan(struct ldm_unet *u)
     return rc;
 }
 
+/* Record the ops over tagged activations, lay the activations out (checkpointed
+ * segments sharing the scratch region) and allocate their arena. */
+static int lay_out_acts(struct ldm_unet *u)
+{
+    size_t nacts = 0, bytes = 0;
+    char *tags = NULL;
+    int rc = walk(u, UG_MEASURE, NULL, &nacts);
+    if (!rc && !(tags = malloc(nacts ? nacts : 1)))
+        rc = ldm_fail(LDM_ENOMEM, "unet: out of memory tagging %zu activations", nacts);
+    if (!rc)
+        rc = walk(u, UG_RECORD, tags, &nacts);
+    if (!rc)
+        rc = ug_layout(u, tags, nacts, &bytes);
+    if (!rc)
+        rc = arena_of(u, &u->aa, bytes, "unet activations");
+    if (!rc)
+        ug_relocate(u, tags, nacts);
+    free(tags);
+    return rc;
+}
+
 int ldm_unet_prepare(struct ldm_unet *u, int64_t N, int64_t H, int64_t W, int64_t L)
 {
     int64_t m = (int64_t)1 << (u->cfg.nblocks - 1);
@@ -458,12 +486,8 @@ int ldm_unet_prepare(struct ldm_unet *u, int64_t N, int64_t H, int64_t W, int64_
                         "must be positive multiples of %lld", (long long)H, (long long)W,
                         (long long)N, (long long)L, (long long)m);
     input_shapes(u, N, H, W, L);
-    size_t bytes, gbytes = 0;
-    int rc = walk(u, UG_MEASURE, &bytes);
-    if (!rc)
-        rc = arena_of(u, &u->aa, bytes, "unet activations");
-    if (!rc)
-        rc = walk(u, UG_RECORD, &bytes);
+    size_t gbytes = 0;
+    int rc = lay_out_acts(u);
     if (!rc)
         rc = ug_grad_plan(u, &gbytes);
     if (!rc)
@@ -553,6 +577,14 @@ int ldm_unet_zero_grad(struct ldm_unet *u)
     return ldm_arena_zero(&u->ga);
 }
 
+int ldm_unet_set_checkpointing(struct ldm_unet *u, int on)
+{
+    if (u->ckpt == (on != 0))
+        return 0;
+    u->ckpt = on != 0;
+    return u->prepared ? ldm_unet_prepare(u, u->N, u->H, u->W, u->L) : 0;
+}
+
 void ldm_unet_set_grad_hook(struct ldm_unet *u, ldm_unet_grad_hook fn, void *arg)
 {
     u->hook = fn;
@@ -595,4 +627,5 @@ void ldm_unet_memory(const struct ldm_unet *u, struct ldm_unet_mem *m)
     m->act_grads = u->gaa.bytes;
     m->workspace = u->ctx->ws_bytes;
     m->nodes = u->nnodes;
+    m->segments = (size_t)u->nsegs;
 }

@@ -5,11 +5,22 @@
  * and live in one arena laid out from a table built from the config; their gradients
  * live in a second arena at the same offsets. ldm_unet_prepare fixes the input sizes
  * (N, H, W, L): it records the network once as a list of ops over an activation arena
- * (every activation is kept there for the backward, llm.c style), lays out a second
- * arena for activation gradients (a gradient holds a slot only from the backward of
- * its last reader to that of its producer; slots are reused), and reserves the
- * context's workspace. Forward, loss and backward then replay that list. Inputs get
- * no gradients.
+ * (every activation is kept there for the backward, llm.c style, unless gradient
+ * checkpointing is on), lays out a second arena for activation gradients (a gradient
+ * holds a slot only from the backward of its last reader to that of its producer;
+ * slots are reused), and reserves the context's workspace. Forward, loss and backward
+ * then replay that list. Inputs get no gradients.
+ *
+ * Gradient checkpointing (ldm_unet_set_checkpointing; diffusers'
+ * enable_gradient_checkpointing): as diffusers, each ResnetBlock2D and each
+ * BasicTransformerBlock of the down, mid and up blocks is a segment whose inner
+ * activations are not kept; so are, beyond diffusers, each Transformer2DModel's norm
+ * and proj_in, its proj_out and residual, an up block's skip concatenation (with the
+ * resnet after it), an upsampler's doubling (with its conv) and conv_norm_out (with
+ * conv_out). The inner activations of all segments share one scratch region, and the
+ * backward runs a segment's ops that made them again just before back-propagating
+ * through it. The gradients are the same (bit for bit on the CPU backend) for about
+ * one more forward pass.
  *
  * Supported (anything else in config.json is refused with LDM_EUNSUPPORTED naming the
  * key): positional time embedding with flip_sin_to_cos / freq_shift, SiLU,
@@ -93,6 +104,11 @@ int ldm_unet_load_dir(struct ldm_unet *u, const char *dir);
  * LDM_ENOMEM, or an op's error from planning. */
 int ldm_unet_prepare(struct ldm_unet *u, int64_t N, int64_t H, int64_t W, int64_t L);
 
+/* Gradient checkpointing on (on != 0) or off (the default). It takes effect at the
+ * next ldm_unet_prepare; on a prepared model it prepares again at the same sizes
+ * (the last forward and loss are then gone). Returns 0 or ldm_unet_prepare's codes. */
+int ldm_unet_set_checkpointing(struct ldm_unet *u, int on);
+
 /* The inputs of one pass, in host memory, F32 (timesteps as floats, as diffusers
  * casts them): sample (N, C, H, W), timesteps (N), encoder_hidden_states (N, L, D);
  * with text_time also text_embeds (N, add_embed_in − n_time_ids·addition_time_embed_dim)
@@ -146,8 +162,10 @@ int ldm_unet_param(const struct ldm_unet *u, size_t i, struct ldm_tensor *param,
                    struct ldm_tensor *grad);
 
 /* Memory in bytes: parameters (one arena; gradients use as much), activations saved
- * for backward, their gradients, and the workspace reserved. */
-struct ldm_unet_mem { size_t params, acts, act_grads, workspace; size_t nodes; };
+ * for backward (with checkpointing: those kept plus the scratch region), their
+ * gradients, and the workspace reserved; the ops recorded and the checkpointed
+ * segments (0: checkpointing off). */
+struct ldm_unet_mem { size_t params, acts, act_grads, workspace; size_t nodes, segments; };
 void ldm_unet_memory(const struct ldm_unet *u, struct ldm_unet_mem *m);
 
 #endif

@@ -152,11 +152,13 @@ static struct ldm_tensor time_embedding(struct ug *g, const char *pre, struct ld
     return ug_linear(g, p, h, E, 1);                  /* (N, E) */
 }
 
-/* ResnetBlock2D: x (N, Cin, H, W) -> (N, Cout, H, W); uses g->semb (N, E). */
+/* ResnetBlock2D: x (N, Cin, H, W) -> (N, Cout, H, W); uses g->semb (N, E). One
+ * checkpointed segment (as diffusers checkpoints each resnet of a down, mid or up block). */
 static struct ldm_tensor resnet(struct ug *g, const char *pre, struct ldm_tensor x, int64_t Cout)
 {
     char p[200];
     float eps = g->u->cfg.norm_eps;
+    ug_seg_begin(g);
     join(p, sizeof p, pre, "norm1");
     struct ldm_tensor h = ug_group_norm(g, p, x, eps, 1);  /* (N, Cin, H, W) */
     join(p, sizeof p, pre, "conv1");
@@ -173,7 +175,9 @@ static struct ldm_tensor resnet(struct ug *g, const char *pre, struct ldm_tensor
         join(p, sizeof p, pre, "conv_shortcut");
         sc = ug_conv(g, p, x, Cout, 1, 1);                 /* (N, Cout, H, W) */
     }
-    return binary(g, UG_ADD, sc, h);                       /* (N, Cout, H, W) */
+    h = binary(g, UG_ADD, sc, h);                          /* (N, Cout, H, W) */
+    ug_seg_end(g);
+    return h;
 }
 
 /* diffusers Attention (to_q/to_k/to_v without bias, to_out.0 with): x (N, Lq, D),
@@ -202,12 +206,14 @@ static struct ldm_tensor attention(struct ug *g, const char *pre, struct ldm_ten
 }
 
 /* BasicTransformerBlock: self-attention, cross-attention on g->ehs, GEGLU
- * feed-forward, each after a LayerNorm and added back: x (N, L, D) -> (N, L, D). */
+ * feed-forward, each after a LayerNorm and added back: x (N, L, D) -> (N, L, D). One
+ * checkpointed segment (as diffusers' Transformer2DModel checkpoints each block). */
 static struct ldm_tensor transformer_block(struct ug *g, const char *pre, struct ldm_tensor x,
                                            int heads)
 {
     char p[200], q[200];
     int64_t D = x.shape[2];
+    ug_seg_begin(g);
     join(p, sizeof p, pre, "norm1");
     struct ldm_tensor h = layer_norm(g, p, x);             /* (N, L, D) */
     join(p, sizeof p, pre, "attn1");
@@ -226,18 +232,22 @@ static struct ldm_tensor transformer_block(struct ug *g, const char *pre, struct
     h = n->t[0];
     join(q, sizeof q, pre, "ff.net.2");
     h = ug_linear(g, q, h, D, 1);                          /* (N, L, D) */
-    return binary(g, UG_ADD, h, x);                        /* (N, L, D) */
+    h = binary(g, UG_ADD, h, x);                           /* (N, L, D) */
+    ug_seg_end(g);
+    return h;
 }
 
 /* Transformer2DModel (continuous input): GroupNorm eps 1e-6, proj_in (1×1 conv, or
  * linear on tokens), `layers` blocks, proj_out, plus the input: x (N, C, H, W) ->
- * (N, C, H, W). */
+ * (N, C, H, W). Norm and proj_in are one checkpointed segment, proj_out and the
+ * residual another: of them only the tokens going in and the sum are kept. */
 static struct ldm_tensor transformer(struct ug *g, const char *pre, struct ldm_tensor x,
                                      int heads, int layers)
 {
     char p[200];
     int lin = g->u->cfg.use_linear_projection;
     int64_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3];
+    ug_seg_begin(g);
     join(p, sizeof p, pre, "norm");
     struct ldm_tensor h = ug_group_norm(g, p, x, 1e-6f, 0); /* (N, C, H, W) */
     join(p, sizeof p, pre, "proj_in");
@@ -246,17 +256,21 @@ static struct ldm_tensor transformer(struct ug *g, const char *pre, struct ldm_t
     h = transpose(g, ug_viewv(h, N, C, H * W));            /* (N, L=HW, C) */
     if (lin)
         h = ug_linear(g, p, h, C, 1);                      /* (N, L, C) */
+    ug_seg_end(g);
     for (int i = 0; i < layers; i++) {
         snprintf(p, sizeof p, "%s.transformer_blocks.%d", pre, i);
         h = transformer_block(g, p, h, heads);             /* (N, L, C) */
     }
+    ug_seg_begin(g);
     join(p, sizeof p, pre, "proj_out");
     if (lin)
         h = ug_linear(g, p, h, C, 1);                      /* (N, L, C) */
     h = ug_viewv(transpose(g, h), N, C, H, W);             /* (N, C, H, W) */
     if (!lin)
         h = ug_conv(g, p, h, C, 1, 1);                     /* (N, C, H, W) */
-    return binary(g, UG_ADD, h, x);                        /* (N, C, H, W) */
+    h = binary(g, UG_ADD, h, x);                           /* (N, C, H, W) */
+    ug_seg_end(g);
+    return h;
 }
 
 /* ---- the network ------------------------------------------------------------------------ */
@@ -320,7 +334,9 @@ static struct ldm_tensor mid_block(struct ug *g, struct ldm_tensor x)
     return resnet(g, "mid_block.resnets.1", x, C);                /* (N, C, h, w) */
 }
 
-/* Up block i (diffusers' numbering: i = 0 is the deepest), using level b = nblocks−1−i. */
+/* Up block i (diffusers' numbering: i = 0 is the deepest), using level b = nblocks−1−i.
+ * Each skip concatenation is checkpointed with the resnet after it, the upsampler's
+ * doubling with its conv. */
 static struct ldm_tensor up_block(struct ug *g, int i, struct ldm_tensor x, struct skips *s)
 {
     const struct ldm_unet_config *c = &g->u->cfg;
@@ -328,26 +344,31 @@ static struct ldm_tensor up_block(struct ug *g, int i, struct ldm_tensor x, stru
     int b = c->nblocks - 1 - i;
     int64_t C = c->block_out_channels[b];
     for (int j = 0; j <= c->layers_per_block; j++) {
+        ug_seg_begin(g);
         x = concat(g, x, s->t[--s->n]);                           /* (N, C + Cskip, H, W) */
         snprintf(p, sizeof p, "up_blocks.%d.resnets.%d", i, j);
         x = resnet(g, p, x, C);                                   /* (N, C, H, W) */
+        ug_seg_end(g);
         if (c->up_cross[i]) {
             snprintf(p, sizeof p, "up_blocks.%d.attentions.%d", i, j);
             x = transformer(g, p, x, c->heads[b], c->tlayers[b]); /* (N, C, H, W) */
         }
     }
     if (b > 0) {
+        ug_seg_begin(g);
         struct ug_node *n = ug_node(g, UG_UP2X);
         n->t[1] = x;
         n->t[0] = ug_actv(g, x.shape[0], C, 2 * x.shape[2], 2 * x.shape[3]);
         snprintf(p, sizeof p, "up_blocks.%d.upsamplers.0.conv", i);
         x = ug_conv(g, p, n->t[0], C, 3, 1);                      /* (N, C, 2H, 2W) */
+        ug_seg_end(g);
     }
     return x;
 }
 
 /* The whole UNet2DConditionModel on u's inputs; u->out receives the prediction
- * (N, out_channels, H, W). Returns g->err. */
+ * (N, out_channels, H, W). The output norm is checkpointed with conv_out. Returns
+ * g->err. */
 int ug_network(struct ug *g)
 {
     struct ldm_unet *u = g->u;
@@ -363,7 +384,9 @@ int ug_network(struct ug *g)
     x = mid_block(g, x);
     for (int i = 0; i < c->nblocks; i++)
         x = up_block(g, i, x, &s);                                /* up to (N, C0, H, W) */
+    ug_seg_begin(g);
     x = ug_group_norm(g, "conv_norm_out", x, c->norm_eps, 1);    /* (N, C0, H, W) */
     u->out = ug_conv(g, "conv_out", x, c->out_channels, c->conv_out_kernel, 1);
+    ug_seg_end(g);
     return g->err;
 }

@@ -7,7 +7,7 @@
 #include "err.h"
 #include "models/unet_int.h"
 
-#define NONE ((size_t)-1)
+#define NONE UG_NONE
 
 /* Slots of each op whose tensor is a differentiable input (slot 0, the output, is
  * always differentiable). */
@@ -17,23 +17,6 @@ static const unsigned diff_inputs[] = {
     [UG_CAT] = 3u << 1, [UG_TRANS] = 1u << 1, [UG_ADD] = 3u << 1, [UG_BCAST] = 3u << 1,
     [UG_TEMB] = 0};
 
-/* The buffer starting at t's data, or NULL when t is not an activation. */
-static struct ug_buf *buf_of(const struct ldm_unet *u, const struct ldm_tensor *t)
-{
-    const char *p = t->data, *b = u->aa.base;
-    if (!p || !b || p < b || p >= b + u->aa.bytes)
-        return NULL;
-    size_t off = (size_t)(p - b), lo = 0, hi = u->nbufs;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (u->bufs[mid].off < off)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < u->nbufs && u->bufs[lo].off == off ? &u->bufs[lo] : NULL;
-}
-
 /* Each buffer's producer and last differentiable reader (node indices). */
 static void lifetimes(struct ldm_unet *u)
 {
@@ -41,18 +24,14 @@ static void lifetimes(struct ldm_unet *u)
         u->bufs[b].producer = u->bufs[b].last_use = NONE;
     for (size_t i = 0; i < u->nnodes; i++) {
         const struct ug_node *n = &u->nodes[i];
-        struct ug_buf *y = buf_of(u, &n->t[0]);
-        if (y)
-            y->producer = i;
-        for (int s = 1; s < UG_SLOTS; s++) {
-            struct ug_buf *x = (diff_inputs[n->op] >> s & 1u) ? buf_of(u, &n->t[s]) : NULL;
-            if (x)
-                x->last_use = i;
-        }
+        if (n->buf[0] != NONE)
+            u->bufs[n->buf[0]].producer = i;
+        for (int s = 1; s < UG_SLOTS; s++)
+            if ((diff_inputs[n->op] >> s & 1u) && n->buf[s] != NONE)
+                u->bufs[n->buf[s]].last_use = i;
     }
-    struct ug_buf *out = buf_of(u, &u->out);
-    if (out)
-        out->last_use = u->nnodes; /* the loss reads it */
+    if (u->out_buf != NONE)
+        u->bufs[u->out_buf].last_use = u->nnodes; /* the loss reads it */
 }
 
 static int by_start(const void *a, const void *b)
@@ -130,13 +109,14 @@ int ug_grad_zero(struct ldm_unet *u, size_t step, size_t *cursor)
     return 0;
 }
 
-/* Point *gt at the gradient of t: its slot for an activation, the same offset in the
- * gradient arena for a parameter; NULL when it has none. */
+/* Point *gt at the gradient of t, whose buffer is bufs[buf] (UG_NONE: t is not an
+ * activation): its slot for an activation, the same offset in the gradient arena for a
+ * parameter; NULL when it has none. */
 const struct ldm_tensor *ug_grad_of(const struct ldm_unet *u, const struct ldm_tensor *t,
-                                   struct ldm_tensor *gt)
+                                   size_t buf, struct ldm_tensor *gt)
 {
     const char *p = t->data, *pb = u->pa.base;
-    const struct ug_buf *x = buf_of(u, t);
+    const struct ug_buf *x = buf != NONE ? &u->bufs[buf] : NULL;
     if (x && x->goff == NONE)
         return NULL;
     *gt = *t;

@@ -1,5 +1,13 @@
 /* unet_graph.c — the UNet's parameter table, activation layout and recorded op list:
- * building them during a walk, and replaying the list forward and backward. */
+ * building them during a walk, and replaying the list forward and backward.
+ *
+ * Gradient checkpointing: ops recorded inside a segment (ug_seg_begin .. ug_seg_end)
+ * carry its id. A buffer that only its segment's ops make and read is internal to it;
+ * the internals of every segment share one scratch region at the end of the arena
+ * (the forward overwrites one segment's with the next's), everything else keeps its
+ * own place. The backward, on reaching a segment's last op, first runs again the
+ * segment's ops that make its internals, then goes on backward through them. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,11 +53,12 @@ static int declare(struct ug *g, const char *name, int ndim, const int64_t *shap
     return 0;
 }
 
-static int add_buf(struct ldm_unet *u, size_t off, size_t bytes)
+static int add_buf(struct ldm_unet *u, size_t bytes)
 {
     int rc = grow((void **)&u->bufs, &u->cap_bufs, u->nbufs + 1, sizeof *u->bufs);
     if (!rc)
-        u->bufs[u->nbufs++] = (struct ug_buf){.off = off, .bytes = bytes};
+        u->bufs[u->nbufs++] = (struct ug_buf){.bytes = bytes, .seg = -1, .producer = UG_NONE,
+                                              .last_use = UG_NONE, .goff = UG_NONE};
     return rc;
 }
 
@@ -75,22 +84,21 @@ struct ldm_tensor ug_param(struct ug *g, const char *prefix, const char *leaf, i
     return g->u->params[g->cursor++];
 }
 
-/* A new activation of this shape in the activation arena. */
+/* A new activation of this shape: counted (MEASURE), or a new buffer whose data
+ * points at its tag until ug_relocate (RECORD). */
 struct ldm_tensor ug_act(struct ug *g, int ndim, const int64_t *shape)
 {
     struct ldm_tensor t = ldm_tensor_view(NULL, LDM_DT_F32, ndim, shape);
     if (g->mode == UG_DECLARE)
         return t;
-    size_t off = g->abytes;
-    g->abytes += round_up(ldm_tensor_nbytes(&t));
+    size_t k = g->nacts++;
     if (g->mode == UG_RECORD && !g->err) {
-        if (g->abytes > g->u->aa.bytes)
-            g->err = ldm_fail(LDM_EINVAL, "unet: activations outgrew their arena (%zu > %zu)",
-                              g->abytes, g->u->aa.bytes);
+        if (k >= g->ntags || k != g->u->nbufs)
+            g->err = ldm_fail(LDM_EINVAL, "unet: the walk made more activations than the %zu "
+                              "measured", g->ntags);
         else
-            t.data = (char *)g->u->aa.base + off;
-        if (!g->err && g->abytes > off)
-            g->err = add_buf(g->u, off, g->abytes - off);
+            g->err = add_buf(g->u, round_up(ldm_tensor_nbytes(&t)));
+        t.data = g->err ? NULL : g->tags + k;
     }
     return t;
 }
@@ -113,7 +121,111 @@ struct ug_node *ug_node(struct ug *g, int op)
     }
     memset(n, 0, sizeof *n);
     n->op = op;
+    n->seg = g->seg;
     return n;
+}
+
+/* Open a checkpointed segment: the backward runs again those of the ops recorded until
+ * the matching ug_seg_end that make its internal buffers. A segment opened inside
+ * another is part of it. Nothing when checkpointing is off. */
+void ug_seg_begin(struct ug *g)
+{
+    if (!g->u->ckpt || g->mode == UG_DECLARE)
+        return;
+    if (g->depth++ == 0)
+        g->seg = g->nsegs++;
+}
+
+void ug_seg_end(struct ug *g)
+{
+    if (g->depth > 0 && --g->depth == 0)
+        g->seg = -1;
+}
+
+/* ---- layout ---------------------------------------------------------------------- */
+
+/* Output slots of each op (the rest are read). */
+static unsigned outputs(int op)
+{
+    return op == UG_GN || op == UG_LN ? 7u : op == UG_ATTN ? 3u : 1u;
+}
+
+/* The buffer whose tag t points at, or UG_NONE (a parameter, an absent slot). */
+static size_t tag_of(const char *tags, size_t ntags, const struct ldm_tensor *t)
+{
+    uintptr_t k = (uintptr_t)t->data - (uintptr_t)tags;
+    return t->data && k < ntags ? (size_t)k : UG_NONE;
+}
+
+/* Each node slot's buffer, and each buffer's segment: that of its producer while
+ * every reader is in it too, else -1. */
+static void bind(struct ldm_unet *u, const char *tags, size_t ntags)
+{
+    for (size_t i = 0; i < u->nnodes; i++) {
+        struct ug_node *n = &u->nodes[i];
+        unsigned out = outputs(n->op);
+        for (int s = 0; s < UG_SLOTS; s++)
+            n->buf[s] = tag_of(tags, ntags, &n->t[s]);
+        for (int s = 0; s < UG_SLOTS; s++) /* producers come before their readers */
+            if (n->buf[s] != UG_NONE && !(out >> s & 1u) && u->bufs[n->buf[s]].seg != n->seg)
+                u->bufs[n->buf[s]].seg = -1;
+        for (int s = 0; s < UG_SLOTS; s++)
+            if (n->buf[s] != UG_NONE && (out >> s & 1u))
+                u->bufs[n->buf[s]].seg = n->seg;
+    }
+    u->out_buf = tag_of(tags, ntags, &u->out);
+    if (u->out_buf != UG_NONE)
+        u->bufs[u->out_buf].seg = -1; /* the loss reads it */
+}
+
+/* Place the RECORD walk's buffers (tagged by tags[0 .. ntags−1]): the kept ones one
+ * after another in walk order (with checkpointing off, all of them: the layout of a
+ * plain walk), then the scratch region, where each segment's internals are laid out
+ * in walk order from its start. *bytes the arena they need. */
+int ug_layout(struct ldm_unet *u, const char *tags, size_t ntags, size_t *bytes)
+{
+    if (ntags != u->nbufs)
+        return ldm_fail(LDM_EINVAL, "unet: %zu activations tagged, %zu recorded", ntags,
+                        u->nbufs);
+    size_t *at = calloc((size_t)u->nsegs + 1, sizeof *at); /* each segment's next offset */
+    if (!at)
+        return ldm_fail(LDM_ENOMEM, "unet: out of memory laying out %d segments", u->nsegs);
+    bind(u, tags, ntags);
+    size_t kept = 0, most = 0;
+    for (size_t b = 0; b < u->nbufs; b++)
+        if (u->bufs[b].seg < 0) {
+            u->bufs[b].off = kept;
+            kept += u->bufs[b].bytes;
+        }
+    for (size_t b = 0; b < u->nbufs; b++) {
+        struct ug_buf *x = &u->bufs[b];
+        if (x->seg < 0)
+            continue;
+        x->off = kept + at[x->seg];
+        at[x->seg] += x->bytes;
+        most = at[x->seg] > most ? at[x->seg] : most;
+    }
+    free(at);
+    *bytes = kept + most;
+    return 0;
+}
+
+/* Point every tagged tensor (the ops' slots, the inputs, out, target, loss, weights)
+ * at its buffer's place in the arena u->aa. */
+void ug_relocate(struct ldm_unet *u, const char *tags, size_t ntags)
+{
+    char *base = u->aa.base;
+    for (size_t i = 0; i < u->nnodes; i++)
+        for (int s = 0; s < UG_SLOTS; s++)
+            if (u->nodes[i].buf[s] != UG_NONE)
+                u->nodes[i].t[s].data = base + u->bufs[u->nodes[i].buf[s]].off;
+    struct ldm_tensor *named[] = {&u->sample, &u->tsteps, &u->ehs,  &u->text,   &u->tids,
+                                  &u->out,    &u->target, &u->loss, &u->weights};
+    for (size_t i = 0; i < sizeof named / sizeof named[0]; i++) {
+        size_t k = tag_of(tags, ntags, named[i]);
+        if (k != UG_NONE)
+            named[i]->data = base + u->bufs[k].off;
+    }
 }
 
 /* ---- replay ---------------------------------------------------------------------- */
@@ -155,7 +267,7 @@ static int bwd(const struct ldm_unet *u, struct ug_node *n)
     struct ldm_tensor *t = n->t, gs[UG_SLOTS];
     const struct ldm_tensor *d[UG_SLOTS];
     for (int i = 0; i < UG_SLOTS; i++)
-        d[i] = opt(&t[i]) ? ug_grad_of(u, &t[i], &gs[i]) : NULL;
+        d[i] = opt(&t[i]) ? ug_grad_of(u, &t[i], n->buf[i], &gs[i]) : NULL;
     if (!d[0])
         return 0; /* nothing flows back through this op */
     switch (n->op) {
@@ -186,31 +298,70 @@ static int bwd(const struct ldm_unet *u, struct ug_node *n)
     return ldm_fail(LDM_EINVAL, "unet: unknown op %d", n->op);
 }
 
-/* Run the recorded ops in order. */
+/* Run the recorded ops in order; the scratch region then holds the last segment's
+ * internals. */
 int ug_run_forward(struct ldm_unet *u)
 {
+    int last = -1;
+    u->scratch_seg = -1;
     for (size_t i = 0; i < u->nnodes; i++) {
         int rc = fwd(u->ctx, &u->nodes[i]);
         if (rc)
             return rc;
+        last = u->nodes[i].seg >= 0 ? u->nodes[i].seg : last;
     }
+    u->scratch_seg = u->ctx->planning ? -1 : last; /* planning computes nothing */
+    return 0;
+}
+
+/* Whether node n makes a buffer internal to its segment. */
+static int makes_internal(const struct ldm_unet *u, const struct ug_node *n)
+{
+    for (int s = 0; s < UG_SLOTS; s++)
+        if ((outputs(n->op) >> s & 1u) && n->buf[s] != UG_NONE && u->bufs[n->buf[s]].seg >= 0)
+            return 1;
+    return 0;
+}
+
+/* The backward reaches the segment ending at node `last`: make its internals again by
+ * running its ops that make them (the rest of its outputs are kept). */
+static int recompute(struct ldm_unet *u, size_t last)
+{
+    size_t first = last;
+    while (first > 0 && u->nodes[first - 1].seg == u->nodes[last].seg)
+        first--;
+    for (size_t j = first; j <= last; j++)
+        if (makes_internal(u, &u->nodes[j])) {
+            int rc = fwd(u->ctx, &u->nodes[j]);
+            if (rc)
+                return rc;
+        }
     return 0;
 }
 
 /* The loss's backward (scaled by dloss), then the ops' backwards in reverse order,
- * each activation gradient zeroed just before it first receives. Parameter gradients
- * are added to (the caller zeroes them). */
+ * each activation gradient zeroed just before it first receives, each checkpointed
+ * segment recomputed before its last op's backward (unless the scratch region still
+ * holds it). Parameter gradients are added to (the caller zeroes them). */
 int ug_run_backward(struct ldm_unet *u, float dloss)
 {
     size_t cursor = 0;
     struct ldm_tensor dout;
+    int have = u->scratch_seg;
+    u->scratch_seg = -1;
     int rc = ug_grad_zero(u, u->nnodes, &cursor);
     if (!rc)
-        rc = ldm_mse_loss_backward(u->ctx, ug_grad_of(u, &u->out, &dout), NULL, dloss, &u->out,
-                                   &u->target, u->weighted ? &u->weights : NULL);
+        rc = ldm_mse_loss_backward(u->ctx, ug_grad_of(u, &u->out, u->out_buf, &dout), NULL,
+                                   dloss, &u->out, &u->target, u->weighted ? &u->weights : NULL);
     size_t told = u->ga.bytes;
     for (size_t i = u->nnodes; !rc && i-- > 0;) {
-        rc = ug_grad_zero(u, i, &cursor);
+        int seg = u->nodes[i].seg;
+        if (seg >= 0 && seg != have) {
+            rc = recompute(u, i);
+            have = seg;
+        }
+        if (!rc)
+            rc = ug_grad_zero(u, i, &cursor);
         if (!rc)
             rc = bwd(u, &u->nodes[i]);
         if (!rc && u->hook && !u->ctx->planning && u->ready[i] < told)
@@ -218,6 +369,8 @@ int ug_run_backward(struct ldm_unet *u, float dloss)
     }
     if (!rc && u->hook && !u->ctx->planning && told > 0)
         u->hook(u->hook_arg, 0);
+    if (!rc && !u->ctx->planning)
+        u->scratch_seg = have;
     return rc;
 }
 

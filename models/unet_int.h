@@ -16,10 +16,14 @@ enum ug_op {
 };
 
 #define UG_SLOTS 6
+#define UG_NONE ((size_t)-1)
 
 struct ug_node {
     int op;
+    int seg;                 /* the checkpointed segment it belongs to; -1: none */
     struct ldm_tensor t[UG_SLOTS];
+    size_t buf[UG_SLOTS];    /* the activation buffer (bufs index) of each slot; UG_NONE: a
+                              * parameter or an absent slot */
     union {
         struct ldm_conv2d_opts conv;
         struct ldm_norm_opts norm;
@@ -32,8 +36,9 @@ struct ug_node {
 /* What a walk over the network does. */
 enum ug_mode {
     UG_DECLARE, /* append each parameter to the table; nothing else */
-    UG_MEASURE, /* count activation bytes (data pointers NULL) */
-    UG_RECORD   /* lay activations into the arena and append the ops */
+    UG_MEASURE, /* count activations and their bytes (data pointers NULL) */
+    UG_RECORD   /* tag activations and append the ops; ug_layout then places the
+                 * activations in the arena and ug_relocate points the ops at them */
 };
 
 /* One walk of the network. A helper that fails records the first error in err and
@@ -44,16 +49,26 @@ struct ug {
     int mode;
     int err;
     size_t cursor; /* next parameter in the table (MEASURE, RECORD) */
-    size_t abytes; /* activation bytes laid out so far */
     struct ldm_tensor ehs, semb; /* encoder_hidden_states, SiLU(time embedding) */
     struct ug_node scratch;      /* what ug_node hands out when not recording */
+    size_t nacts;  /* activations so far: MEASURE counts them for RECORD's tags */
+    char *tags;    /* RECORD: activation k's data points at tags[k] (ntags of them)
+                    * until ug_relocate gives it its place in the arena */
+    size_t ntags;
+    int seg;       /* the open checkpointed segment, -1: none */
+    int depth;     /* ug_seg_begin calls not yet ended (inner ones join the outer segment) */
+    int nsegs;     /* segments opened so far */
 };
 
-/* One activation buffer (RECORD), and where its gradient goes (unet_grad.c). */
+/* One activation buffer (RECORD, in the order the walk makes them), and where its
+ * gradient goes (unet_grad.c). A buffer internal to a checkpointed segment (made and
+ * read only by that segment's ops) lies in the scratch region that every segment's
+ * internals share; the backward makes it again before it needs it. */
 struct ug_buf {
     size_t off, bytes;          /* in the activation arena */
-    size_t producer, last_use;  /* node indices; (size_t)-1: none */
-    size_t goff;                /* in the gradient arena; (size_t)-1: no gradient */
+    int seg;                    /* the segment it is internal to; -1: kept for the backward */
+    size_t producer, last_use;  /* node indices (differentiable uses); UG_NONE: none */
+    size_t goff;                /* in the gradient arena; UG_NONE: no gradient */
 };
 
 struct ldm_unet {
@@ -66,8 +81,12 @@ struct ldm_unet {
     struct ldm_arena aa, gaa;  /* activations, their gradients */
     struct ug_node *nodes;
     size_t nnodes, cap_nodes;
-    struct ug_buf *bufs;       /* by offset */
+    struct ug_buf *bufs;       /* in walk order */
     size_t nbufs, cap_bufs;
+    size_t out_buf;            /* bufs index of out */
+    int ckpt;                  /* checkpoint each resnet and transformer block */
+    int nsegs;                 /* checkpointed segments recorded */
+    int scratch_seg;           /* whose internals the scratch region holds now; -1: none */
     size_t *zero_order;        /* bufs indices in the order their gradients are first used */
     size_t nzero;
     /* the prepared inputs and output, in aa */
@@ -86,6 +105,10 @@ struct ldm_tensor ug_param(struct ug *g, const char *prefix, const char *leaf, i
 struct ldm_tensor ug_act(struct ug *g, int ndim, const int64_t *shape);
 struct ldm_tensor ug_view(struct ldm_tensor x, int ndim, const int64_t *shape);
 struct ug_node *ug_node(struct ug *g, int op);
+void ug_seg_begin(struct ug *g);
+void ug_seg_end(struct ug *g);
+int ug_layout(struct ldm_unet *u, const char *tags, size_t ntags, size_t *bytes);
+void ug_relocate(struct ldm_unet *u, const char *tags, size_t ntags);
 int ug_run_forward(struct ldm_unet *u);
 int ug_run_backward(struct ldm_unet *u, float dloss);
 
@@ -94,7 +117,7 @@ int ug_grad_plan(struct ldm_unet *u, size_t *bytes);
 int ug_grad_zero(struct ldm_unet *u, size_t step, size_t *cursor);
 int ug_ready_plan(struct ldm_unet *u);
 const struct ldm_tensor *ug_grad_of(const struct ldm_unet *u, const struct ldm_tensor *t,
-                                   struct ldm_tensor *gt);
+                                   size_t buf, struct ldm_tensor *gt);
 
 #define UG_SHAPE(...) (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]){__VA_ARGS__}
 #define ug_actv(g, ...) ug_act((g), UG_SHAPE(__VA_ARGS__))
