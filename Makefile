@@ -223,11 +223,7 @@ check-gpu: all $(CUDA_TESTS)
 	  echo "== check-gpu: all passed"; fi
 
 demo: deps all
-	@echo "make demo: the full pipeline demo (synthetic shards -> loaderd -> encoderd ->"
-	@echo "trainerd -> evald with a tiny model, live progress, loss curve, sample grid)"
-	@echo "arrives with the whole-system work. For now it starts the four daemons and"
-	@echo "asks each for its status:"
-	$(Q)BIN=$(BUILD)/bin bash tests/integration/daemons.sh --show
+	$(Q)BIN=$(BUILD)/bin DEMO_DIR=$${DEMO_DIR:-$(BUILD)/demo} bash tools/demo.sh
 
 bench: all $(TEST_TOOLS) $(BENCH_BINS)
 	$(Q)for b in $(sort $(wildcard bench/*.sh)); do echo "== $$b"; BIN=$(BUILD)/bin bash $$b || exit 1; done

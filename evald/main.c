@@ -187,7 +187,7 @@ static int enqueue(struct evald_state *st, int64_t step, int forced)
 static void scan(struct evald_state *st)
 {
     pthread_mutex_lock(&st->mu);
-    int n = ev_queue_scan(&st->q, st->cfg->checkpoints);
+    int n = ev_queue_scan(&st->q, st->cfg->checkpoints, st->busy);
     pthread_cond_signal(&st->cv);
     pthread_mutex_unlock(&st->mu);
     if (n > 0) {

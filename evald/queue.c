@@ -48,7 +48,7 @@ static int64_t step_of(const char *name)
     return *end || v < 0 ? -1 : (int64_t)v;
 }
 
-int ev_queue_scan(struct ev_queue *q, const char *dir)
+int ev_queue_scan(struct ev_queue *q, const char *dir, int64_t busy)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -57,7 +57,7 @@ int ev_queue_scan(struct ev_queue *q, const char *dir)
     struct dirent *e;
     while ((e = readdir(d))) {
         int64_t s = step_of(e->d_name);
-        int r = s >= 0 ? ev_queue_add(q, s, 0) : 0;
+        int r = s >= 0 && s != busy ? ev_queue_add(q, s, 0) : 0;
         if (r > 0)
             added++;
     }

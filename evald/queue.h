@@ -29,8 +29,9 @@ int ev_done(const struct ev_queue *q, int64_t step);
  * when added, 0 when not, or LDM_ENOMEM. */
 int ev_queue_add(struct ev_queue *q, int64_t step, int forced);
 
-/* Queue every checkpoint-N of dir not yet done; the count added. */
-int ev_queue_scan(struct ev_queue *q, const char *dir);
+/* Queue every checkpoint-N of dir not yet done, except step `busy` (being evaluated);
+ * the count added. */
+int ev_queue_scan(struct ev_queue *q, const char *dir, int64_t busy);
 
 /* The highest step among the checkpoints of dir (-1: none). */
 int64_t ev_latest(const char *dir);

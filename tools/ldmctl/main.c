@@ -1,6 +1,8 @@
 /* main.c — ldmctl: steer the ldmpipe daemons over their control sockets.
  *
  *   ldmctl [options] status|pause|resume|stop|reload|OP [ARG] [key=value ...]
+ *   ldmctl [options] watch [--interval S] [--once]     (watch.c)
+ *   ldmctl plot METRICS.jsonl OUT.png [--width W --height H --window N]   (plot.c)
  *   ldmctl keygen NAME
  *
  * Without --endpoint, the command goes to every daemon whose control socket
@@ -19,10 +21,11 @@
 #include "curve.h"
 #include "err.h"
 #include "json.h"
+#include "ldmctl.h"
 #include "rundir.h"
 #include "zsock.h"
 
-#define EXIT_NOANSWER 3
+#define EXIT_NOANSWER LDMCTL_EXIT_NOANSWER
 
 struct opts {
     const char *endpoint, *server_key, *key, *run_dir;
@@ -35,7 +38,10 @@ static void usage(FILE *out)
 {
     fputs("usage: ldmctl [options] COMMAND [ARG] [key=value ...]\n"
           "commands: status, pause, resume, stop, reload, checkpoint (trainerd),\n"
-          "          eval STEP|latest (evald), leases (encoderd), keygen NAME\n"
+          "          eval STEP|latest (evald), leases (encoderd), keygen NAME,\n"
+          "          watch [--interval S] [--once]   live progress of every daemon,\n"
+          "          plot METRICS.jsonl OUT.png [--width W --height H --window N]\n"
+          "                                          trainerd's loss curve as a PNG\n"
           "options:\n"
           "  -e, --endpoint=E     a daemon's control endpoint, or its name in the run\n"
           "                       directory (default: every daemon found there)\n"
@@ -180,8 +186,7 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Every NAME.ctl socket in the run directory, sorted; returns the count. */
-static int find_daemons(const char *dir, char ***names)
+int ldmctl_find_daemons(const char *dir, char ***names)
 {
     DIR *dp = opendir(dir);
     int n = 0;
@@ -200,14 +205,15 @@ static int find_daemons(const char *dir, char ***names)
         (*names)[n++] = strndup(e->d_name, len - 4);
     }
     closedir(dp);
-    qsort(*names, (size_t)n, sizeof **names, cmp_str);
+    if (n > 1)
+        qsort(*names, (size_t)n, sizeof **names, cmp_str);
     return n;
 }
 
 static int ask_all(void *zctx, const struct opts *o, const char *dir, const json_t *req)
 {
     char **names, ep[512];
-    int n = find_daemons(dir, &names), worst = 0;
+    int n = ldmctl_find_daemons(dir, &names), worst = 0;
     if (n == 0) {
         fprintf(stderr, "ldmctl: no daemon control socket in %s (start one, or give --endpoint)\n",
                 dir);
@@ -229,6 +235,12 @@ static int run_command(struct opts *o, int argc, char **argv)
     if (ldm_rundir(dir, sizeof dir, o->run_dir) != 0) {
         fprintf(stderr, "ldmctl: %s\n", ldm_errmsg());
         return EXIT_NOANSWER;
+    }
+    if (!strcmp(argv[0], "watch")) {
+        struct ldmctl_conn c = {dir, o->endpoint, o->timeout_ms,
+                                o->server_public[0] ? o->server_public : NULL,
+                                o->key ? &o->client : NULL};
+        return ldmctl_watch(&c, argc, argv);
     }
     void *zctx = zmq_ctx_new();
     json_t *req = build_request(argc, argv);
@@ -274,6 +286,8 @@ int main(int argc, char **argv)
     argv += optind;
     if (!strcmp(argv[0], "keygen"))
         return keygen(argc, argv);
+    if (!strcmp(argv[0], "plot"))
+        return ldmctl_plot(argc, argv);
     if (load_keys(&o) != 0) {
         fprintf(stderr, "ldmctl: %s\n", ldm_errmsg());
         return 2;
