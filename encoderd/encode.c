@@ -1,4 +1,9 @@
-/* encode.c — VAE and text-encoder forward passes over a batch, fp16 conversion and record encoding. */
+/* encode.c — VAE and text-encoder forward passes over a batch, fp16 conversion and record encoding.
+ *
+ * Every buffer of a batch is host memory. On the CPU backend the models
+ * compute in it directly; on a device the VAE's images and latents go
+ * through device copies made for each call (vae_host), while the text
+ * encoder takes host ids and writes host outputs itself. */
 #include "encode.h"
 
 #include <stdio.h>
@@ -11,6 +16,8 @@
 #include "models/clip_text.h"
 #include "models/clip_tokenizer.h"
 #include "models/vae.h"
+#include "models/weights.h"
+#include "nn/backend.h"
 #include "nn/tensor.h"
 #include "record.h"
 
@@ -18,7 +25,7 @@ struct encoderd_models {
     struct ldm_ctx *ctx;
     struct ldm_vae *vae;
     struct ldm_clip_text *te, *te2;
-    int penultimate, flip_variants;
+    int penultimate, flip_variants, cond_latent;
     char dir[4096];
 };
 
@@ -50,8 +57,15 @@ int encoderd_models_open(struct encoderd_models **out, const struct encoderd_mod
         return ldm_fail(LDM_ENOMEM, "encoder models");
     m->penultimate = o->penultimate;
     m->flip_variants = o->flip_variants;
+    m->cond_latent = o->cond_latent;
     snprintf(m->dir, sizeof m->dir, "%s", o->dir);
-    int rc = ldm_ctx_open(&m->ctx, o->device, o->threads);
+    int rc = 0;
+    if (o->flip_variants && o->cond_latent)
+        rc = ldm_fail(LDM_EINVAL, "encoder models: flip_variants with a conditioning latent (a "
+                                  "record holds no mirrored conditioning latent)");
+    if (!rc && ldm_ctx_open(&m->ctx, o->device ? o->device : "cpu", o->threads))
+        rc = ldm_fail(LDM_ECONFIG, "device '%s' cannot be used: %s", o->device ? o->device : "cpu",
+                      ldm_errmsg());
     if (!rc)
         rc = open_parts(m, o->dir);
     if (rc) {
@@ -80,14 +94,16 @@ void encoderd_models_vocab(const struct encoderd_models *m, uint32_t *vocab, uin
     *vocab2 = m->te2 ? (uint32_t)ldm_clip_text_config(m->te2)->vocab_size : 0;
 }
 
-static int hash_part(const char *dir, const char *part, const char *weights, json_t *into)
+/* A part's config and weight hashes (the weights in whatever layout the folder holds:
+ * models/weights.h). */
+static int hash_part(const char *dir, const char *part, json_t *into)
 {
     char p[4300], hc[17], hw[17];
     snprintf(p, sizeof p, "%s/%s/config.json", dir, part);
     int rc = ldm_file_fnv1a64(p, hc);
-    snprintf(p, sizeof p, "%s/%s/%s", dir, part, weights);
+    snprintf(p, sizeof p, "%s/%s", dir, part);
     if (!rc)
-        rc = ldm_file_fnv1a64(p, hw);
+        rc = ldm_weights_hash(p, hw);
     if (!rc)
         json_object_set_new(into, part, json_pack("{s:s,s:s}", "config", hc, "weights", hw));
     return rc;
@@ -104,11 +120,14 @@ int encoderd_identity(const struct encoderd_models *m, const struct encoderd_mod
                            o->flip_variants);
     if (!id)
         return ldm_fail(LDM_ENOMEM, "identity");
-    int rc = hash_part(o->dir, "vae", "diffusion_pytorch_model.safetensors", id);
+    /* only when not the default, so caches made before the option stay valid */
+    if (o->cond_latent)
+        json_object_set_new(id, "cond_store", json_string("latent"));
+    int rc = hash_part(o->dir, "vae", id);
     if (!rc)
-        rc = hash_part(o->dir, "text_encoder", "model.safetensors", id);
+        rc = hash_part(o->dir, "text_encoder", id);
     if (!rc && m->te2)
-        rc = hash_part(o->dir, "text_encoder_2", "model.safetensors", id);
+        rc = hash_part(o->dir, "text_encoder_2", id);
     *out = rc ? NULL : json_dumps(id, JSON_SORT_KEYS | JSON_COMPACT);
     json_decref(id);
     if (!rc && !*out)
@@ -116,11 +135,15 @@ int encoderd_identity(const struct encoderd_models *m, const struct encoderd_mod
     return rc;
 }
 
-/* Scratch of one batch, host memory (the CPU backend computes in it). */
+/* Scratch of one batch, host memory. Letters: H×W the image, h×w its
+ * latent; with a conditioning latent, cH×cW its image (cC channels as
+ * sent) and ch×cw its latent. */
 struct batch {
     size_t n;
     int64_t H, W, C, h, w, L, D1, D2, P;
+    int64_t cC, cH, cW, ch, cw; /* all 0 without a conditioning latent */
     float *img, *mean, *logvar, *fmean, *flogvar, *h1, *h2, *pooled;
+    float *cimg, *cmean, *clogvar; /* conditioning image and latent */
     int64_t *ids, *ids2;
     uint16_t *f16;
 };
@@ -128,7 +151,7 @@ struct batch {
 static void batch_free(struct batch *b)
 {
     void *p[] = {b->img, b->mean, b->logvar, b->fmean, b->flogvar, b->h1, b->h2, b->pooled,
-                 b->ids, b->ids2, b->f16};
+                 b->cimg, b->cmean, b->clogvar, b->ids, b->ids2, b->f16};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
         free(p[i]);
 }
@@ -140,6 +163,29 @@ int encoderd_same_shape(const Ldmpipe__Sample *x, const Ldmpipe__Sample *y)
                      x->cond->width == y->cond->width && x->cond->channels == y->cond->channels);
     return x->target_height == y->target_height && x->target_width == y->target_width &&
            x->n_input_ids == y->n_input_ids && x->n_input_ids_2 == y->n_input_ids_2 && cond_same;
+}
+
+static void *fmalloc(size_t n)
+{
+    return malloc((n ? n : 1) * sizeof(float));
+}
+
+/* The conditioning image and latent buffers (cond_latent and a conditioning image). */
+static int cond_alloc(struct encoderd_models *m, const Ldmpipe__Sample *s, struct batch *b)
+{
+    if (!m->cond_latent || !s->cond)
+        return 0;
+    b->cC = s->cond->channels;
+    b->cH = s->cond->height;
+    b->cW = s->cond->width;
+    b->ch = ldm_vae_latent_size(m->vae, b->cH);
+    b->cw = ldm_vae_latent_size(m->vae, b->cW);
+    size_t ncl = b->n * (size_t)(b->C * b->ch * b->cw);
+    b->cimg = fmalloc(b->n * 3 * (size_t)(b->cH * b->cW));
+    b->cmean = fmalloc(ncl);
+    b->clogvar = fmalloc(ncl);
+    return b->cimg && b->cmean && b->clogvar
+               ? 0 : ldm_fail(LDM_ENOMEM, "conditioning latents of a batch of %zu", b->n);
 }
 
 static int batch_alloc(struct encoderd_models *m, const struct encoderd_item *it, size_t n,
@@ -157,60 +203,104 @@ static int batch_alloc(struct encoderd_models *m, const struct encoderd_item *it
     b->D2 = m->te2 ? ldm_clip_text_config(m->te2)->hidden_size : 0;
     b->P = m->te2 ? ldm_clip_text_config(m->te2)->projection_dim : 0;
     size_t nl = n * (size_t)(b->C * b->h * b->w), nt = n * (size_t)b->L;
-    b->img = malloc(n * 3 * (size_t)(b->H * b->W) * sizeof(float));
-    b->mean = malloc(nl * sizeof(float));
-    b->logvar = malloc(nl * sizeof(float));
+    b->img = fmalloc(n * 3 * (size_t)(b->H * b->W));
+    b->mean = fmalloc(nl);
+    b->logvar = fmalloc(nl);
     if (m->flip_variants) {
-        b->fmean = malloc(nl * sizeof(float));
-        b->flogvar = malloc(nl * sizeof(float));
+        b->fmean = fmalloc(nl);
+        b->flogvar = fmalloc(nl);
     }
-    b->h1 = malloc(nt * (size_t)b->D1 * sizeof(float));
+    b->h1 = fmalloc(nt * (size_t)b->D1);
     b->ids = malloc(nt * sizeof(int64_t));
     if (m->te2) {
-        b->h2 = malloc(nt * (size_t)b->D2 * sizeof(float));
-        b->pooled = malloc(n * (size_t)b->P * sizeof(float));
+        b->h2 = fmalloc(nt * (size_t)b->D2);
+        b->pooled = fmalloc(n * (size_t)b->P);
         b->ids2 = malloc(nt * sizeof(int64_t));
     }
-    size_t f16 = (size_t)(b->C * b->h * b->w) * 4 + (size_t)(b->L * (b->D1 + b->D2) + b->P);
+    int rc = cond_alloc(m, it[0].s, b);
+    size_t f16 = (size_t)(b->C * b->h * b->w) * 4 + (size_t)(b->L * (b->D1 + b->D2) + b->P) +
+                 (size_t)(b->C * b->ch * b->cw);
     b->f16 = malloc(f16 * sizeof(uint16_t));
     int bad = !b->img || !b->mean || !b->logvar || !b->h1 || !b->ids || !b->f16 ||
               (m->flip_variants && (!b->fmean || !b->flogvar)) ||
               (m->te2 && (!b->h2 || !b->pooled || !b->ids2));
-    return bad ? ldm_fail(LDM_ENOMEM, "encode batch of %zu at %lldx%lld", n, (long long)b->H,
-                          (long long)b->W)
-               : 0;
+    if (!rc && bad)
+        rc = ldm_fail(LDM_ENOMEM, "encode batch of %zu at %lldx%lld", n, (long long)b->H,
+                      (long long)b->W);
+    return rc;
 }
 
-/* uint8 HWC -> float CHW in [-1, 1], mirrored left-right when flip. */
-static void to_float(const struct batch *b, const struct encoderd_item *it, int flip)
+/* uint8 HWC (C = 3, or 1: grey, spread to R = G = B) -> float (3, H, W) in
+ * [-1, 1] at dst, mirrored left-right when flip. */
+static void px_to_float(float *dst, const uint8_t *src, int64_t H, int64_t W, int64_t C, int flip)
 {
-    size_t hw = (size_t)(b->H * b->W);
-    for (size_t i = 0; i < b->n; i++) {
-        float *dst = b->img + i * 3 * hw;
-        const uint8_t *src = it[i].pixels;
-        for (int64_t y = 0; y < b->H; y++)
-            for (int64_t x = 0; x < b->W; x++) {
-                int64_t sx = flip ? b->W - 1 - x : x;
-                const uint8_t *px = src + (size_t)(y * b->W + sx) * 3;
-                for (int c = 0; c < 3; c++)
-                    dst[(size_t)c * hw + (size_t)(y * b->W + x)] = (float)px[c] / 127.5f - 1.0f;
-            }
+    size_t hw = (size_t)(H * W);
+    for (int64_t y = 0; y < H; y++)
+        for (int64_t x = 0; x < W; x++) {
+            int64_t sx = flip ? W - 1 - x : x;
+            const uint8_t *px = src + (size_t)((y * W + sx) * C);
+            size_t o = (size_t)(y * W + x);
+            for (int c = 0; c < 3; c++)
+                dst[(size_t)c * hw + o] = (float)px[C == 3 ? c : 0] / 127.5f - 1.0f;
+        }
+}
+
+/* The batch's images (cond: its conditioning images) into b->img (b->cimg). */
+static void to_float(const struct batch *b, const struct encoderd_item *it, int flip, int cond)
+{
+    int64_t H = cond ? b->cH : b->H, W = cond ? b->cW : b->W;
+    for (size_t i = 0; i < b->n; i++)
+        px_to_float((cond ? b->cimg : b->img) + i * 3 * (size_t)(H * W),
+                    cond ? it[i].cond : it[i].pixels, H, W, cond ? b->cC : 3, flip);
+}
+
+/* Encode images (N, 3, H, W) into mean and logvar (N, C, h, w), all in
+ * host memory: in place on the CPU backend; on a device through copies
+ * allocated for the call, an allocation that also makes the context's
+ * device current on the calling thread (the intake thread encodes on a
+ * context the main thread opened). */
+static int vae_host(struct encoderd_models *m, float *img, int64_t N, int64_t H, int64_t W,
+                    float *mean, float *lv, int64_t h, int64_t w)
+{
+    int64_t C = ldm_vae_config(m->vae)->latent_channels;
+    struct ldm_tensor ti = ldm_tensor_f32(img, N, 3, H, W);
+    struct ldm_tensor tm = ldm_tensor_f32(mean, N, C, h, w);
+    struct ldm_tensor tl = ldm_tensor_f32(lv, N, C, h, w);
+    if (m->ctx->device == LDM_DEV_CPU)
+        return ldm_vae_encode(m->vae, &ti, &tm, &tl);
+    size_t bi = ldm_tensor_nbytes(&ti), bl = ldm_tensor_nbytes(&tm), a = LDM_ARENA_ALIGN;
+    size_t om = (bi + a - 1) / a * a, ol = om + (bl + a - 1) / a * a;
+    char *d = NULL;
+    int rc = ldm_ctx_alloc(m->ctx, ol + bl, (void **)&d);
+    if (!rc) {
+        ti.data = d, tm.data = d + om, tl.data = d + ol;
+        rc = ldm_ctx_upload(m->ctx, d, img, bi);
     }
+    if (!rc)
+        rc = ldm_vae_encode(m->vae, &ti, &tm, &tl);
+    if (!rc)
+        rc = ldm_ctx_download(m->ctx, mean, d + om, bl);
+    if (!rc)
+        rc = ldm_ctx_download(m->ctx, lv, d + ol, bl);
+    if (d)
+        ldm_ctx_free(m->ctx, d);
+    return rc;
 }
 
 static int run_vae(struct encoderd_models *m, struct batch *b, const struct encoderd_item *it)
 {
-    struct ldm_tensor img = ldm_tensor_f32(b->img, (int64_t)b->n, 3, b->H, b->W);
-    struct ldm_tensor mean = ldm_tensor_f32(b->mean, (int64_t)b->n, b->C, b->h, b->w);
-    struct ldm_tensor lv = ldm_tensor_f32(b->logvar, (int64_t)b->n, b->C, b->h, b->w);
-    to_float(b, it, 0);
-    int rc = ldm_vae_encode(m->vae, &img, &mean, &lv);
-    if (rc || !m->flip_variants)
-        return rc;
-    mean.data = b->fmean;
-    lv.data = b->flogvar;
-    to_float(b, it, 1);
-    return ldm_vae_encode(m->vae, &img, &mean, &lv);
+    int64_t N = (int64_t)b->n;
+    to_float(b, it, 0, 0);
+    int rc = vae_host(m, b->img, N, b->H, b->W, b->mean, b->logvar, b->h, b->w);
+    if (!rc && m->flip_variants) {
+        to_float(b, it, 1, 0);
+        rc = vae_host(m, b->img, N, b->H, b->W, b->fmean, b->flogvar, b->h, b->w);
+    }
+    if (!rc && b->cmean) {
+        to_float(b, it, 0, 1);
+        rc = vae_host(m, b->cimg, N, b->cH, b->cW, b->cmean, b->clogvar, b->ch, b->cw);
+    }
+    return rc;
 }
 
 static int run_text(struct encoderd_models *m, struct batch *b, const struct encoderd_item *it)
@@ -270,7 +360,12 @@ static void header(const struct batch *b, const Ldmpipe__Sample *s, struct ldm_r
         h->flags |= LDM_REC_POOLED;
     if (b->fmean)
         h->flags |= LDM_REC_FLIPPED;
-    if (s->cond) {
+    if (s->cond && b->cmean) {
+        h->flags |= LDM_REC_COND_LATENT;
+        h->cond_c = (uint32_t)b->C;
+        h->cond_h = (uint32_t)b->ch;
+        h->cond_w = (uint32_t)b->cw;
+    } else if (s->cond) {
         h->flags |= LDM_REC_COND_PIXELS;
         h->cond_c = s->cond->channels;
         h->cond_h = s->cond->height;
@@ -289,13 +384,33 @@ static uint8_t *cond_chw(const Ldmpipe__Sample *s, const uint8_t *src)
     return out;
 }
 
+/* Sample i's conditioning section, or NULL without one: its latent mean
+ * as fp16 at f16, or its pixels as CHW in *own (malloc'd; the caller
+ * frees it). *oom is set when that copy could not be made. */
+static const void *cond_section(const struct batch *b, const struct encoderd_item *it, size_t i,
+                                uint16_t *f16, uint8_t **own, int *oom)
+{
+    *own = NULL;
+    *oom = 0;
+    if (!it->s->cond)
+        return NULL;
+    if (b->cmean) {
+        size_t ncl = (size_t)(b->C * b->ch * b->cw);
+        put_f16(f16, b->cmean + i * ncl, ncl);
+        return f16;
+    }
+    *own = cond_chw(it->s, it->cond);
+    *oom = !*own;
+    return *own;
+}
+
 static int make_record(const struct batch *b, const struct encoderd_item *it, size_t i, void **rec,
                        size_t *len)
 {
     const Ldmpipe__Sample *s = it->s;
     size_t nl = (size_t)(b->C * b->h * b->w), off = i * nl;
     uint16_t *mean = b->f16, *lv = mean + nl, *fm = lv + nl, *flv = fm + nl, *text = flv + nl;
-    uint16_t *pooled = text + (size_t)(b->L * (b->D1 + b->D2));
+    uint16_t *pooled = text + (size_t)(b->L * (b->D1 + b->D2)), *cond16 = pooled + b->P;
     struct ldm_record_hdr h;
     header(b, s, &h);
     put_f16(mean, b->mean + off, nl);
@@ -308,8 +423,10 @@ static int make_record(const struct batch *b, const struct encoderd_item *it, si
     if (b->P)
         put_f16(pooled, b->pooled + i * (size_t)b->P, (size_t)b->P);
     uint32_t *ids = malloc((h.n_ids ? h.n_ids : 1) * sizeof *ids);
-    uint8_t *cond = s->cond ? cond_chw(s, it->cond) : NULL;
-    if (!ids || (s->cond && !cond)) {
+    uint8_t *cond = NULL;
+    int oom = 0;
+    const void *csec = cond_section(b, it, i, cond16, &cond, &oom);
+    if (!ids || oom) {
         free(ids);
         free(cond);
         return ldm_fail(LDM_ENOMEM, "record of a sample");
@@ -319,27 +436,44 @@ static int make_record(const struct batch *b, const struct encoderd_item *it, si
     if (s->n_input_ids_2)
         memcpy(ids + s->n_input_ids, s->input_ids_2, s->n_input_ids_2 * sizeof *ids);
     struct ldm_record_sections sec = {mean, lv, b->fmean ? fm : NULL, b->fmean ? flv : NULL,
-                                      text, b->P ? pooled : NULL, ids, cond};
+                                      text, b->P ? pooled : NULL, ids, csec};
     int rc = ldm_record_new(&h, &sec, rec, len);
     free(ids);
     free(cond);
     return rc;
 }
 
+/* "shard/key" of s into buf, for error details. */
+static const char *sample_name(const Ldmpipe__Sample *s, char *buf, size_t size)
+{
+    snprintf(buf, size, "%.*s/%.*s", (int)s->shard.len, (const char *)s->shard.data,
+             (int)s->key.len, (const char *)s->key.data);
+    return buf;
+}
+
 int encoderd_check_sample(const struct encoderd_models *m, const Ldmpipe__Sample *s)
 {
     int64_t maxL = ldm_clip_text_config(m->te)->max_position_embeddings;
-    if (s->n_input_ids && (int64_t)s->n_input_ids <= maxL &&
-        (m->te2 ? s->n_input_ids_2 == s->n_input_ids : !s->n_input_ids_2) && s->image &&
-        s->image->channels == 3)
-        return 0;
-    return ldm_fail(LDM_EINVAL,
-                    "sample '%.*s/%.*s' has %zu and %zu token ids and %u channels; the model "
-                    "takes 1..%lld ids%s and RGB",
-                    (int)s->shard.len, (const char *)s->shard.data, (int)s->key.len,
-                    (const char *)s->key.data, s->n_input_ids, s->n_input_ids_2,
-                    s->image ? s->image->channels : 0, (long long)maxL,
-                    m->te2 ? " for both encoders" : " and no second set");
+    uint32_t min = (uint32_t)ldm_vae_image_size(m->vae, 1);
+    const Ldmpipe__ImageLayout *im = s->image, *c = s->cond;
+    char name[600];
+    if (!s->n_input_ids || (int64_t)s->n_input_ids > maxL ||
+        (m->te2 ? s->n_input_ids_2 != s->n_input_ids : s->n_input_ids_2 != 0))
+        return ldm_fail(LDM_EINVAL, "sample '%s' has %zu and %zu token ids; the model takes "
+                        "1..%lld ids%s", sample_name(s, name, sizeof name), s->n_input_ids,
+                        s->n_input_ids_2, (long long)maxL,
+                        m->te2 ? " for both encoders" : " and no second set");
+    if (!im || im->channels != 3 || im->height < min || im->width < min)
+        return ldm_fail(LDM_EINVAL, "sample '%s': image %ux%u with %u channels; the VAE takes "
+                        "RGB of at least %ux%u", sample_name(s, name, sizeof name),
+                        im ? im->height : 0, im ? im->width : 0, im ? im->channels : 0, min, min);
+    if (c && m->cond_latent &&
+        ((c->channels != 1 && c->channels != 3) || c->height < min || c->width < min))
+        return ldm_fail(LDM_EINVAL, "sample '%s': conditioning image %ux%u with %u channels; "
+                        "the VAE takes 1 or 3 channels of at least %ux%u",
+                        sample_name(s, name, sizeof name), c->height, c->width, c->channels, min,
+                        min);
+    return 0;
 }
 
 static int check_items(const struct encoderd_models *m, const struct encoderd_item *it, size_t n)

@@ -8,6 +8,16 @@
  * skip). With two encoders the hidden states are concatenated along the
  * width (first encoder's, then the second's) and the pooled embedding is
  * the second encoder's projected text_embeds, as SDXL's pipeline does.
+ *
+ * Conditioning image (ControlNet hint, image-pair input): stored as it came
+ * (uint8 pixels, CHW: LDM_REC_COND_PIXELS) or, with cond_latent, encoded by
+ * the VAE like the image and stored as its mean, unscaled like the latent
+ * mean (fp16 (C, h, w): LDM_REC_COND_LATENT); a grey (1-channel)
+ * conditioning image is encoded as R = G = B, as PIL's convert("RGB") does.
+ *
+ * Device: the models run on a compute context of o->device ("cpu", "cuda",
+ * "cuda:N"). Samples and records stay in host memory; on a device the
+ * images are copied in and the latents out around each VAE call.
  */
 #ifndef LDM_ENCODERD_ENCODE_H
 #define LDM_ENCODERD_ENCODE_H
@@ -21,10 +31,11 @@ struct encoderd_models;
 
 struct encoderd_model_opts {
     const char *dir;    /* the model folder */
-    const char *device; /* "cpu" */
-    int threads;        /* compute threads (<= 0: every core) */
+    const char *device; /* "cpu", "cuda" or "cuda:N" */
+    int threads;        /* compute threads of the CPU backend (<= 0: every core) */
     int penultimate;    /* text_hidden = penultimate */
     int flip_variants;  /* also encode the mirrored image */
+    int cond_latent;    /* store the conditioning image's VAE mean, not its pixels */
 };
 
 /* One sample to encode: its Sample and pixel frames (owned by the caller). */
@@ -34,8 +45,12 @@ struct encoderd_item {
     const uint8_t *cond;   /* conditioning pixels (cond layout), or NULL */
 };
 
-/* Open the models of o->dir. *out is the caller's (encoderd_models_free).
- * Returns 0 or the codes of ldm_ctx_open, ldm_vae_open and
+/* Open the models of o->dir on a context of o->device. *out is the
+ * caller's (encoderd_models_free). Returns 0, LDM_EINVAL (flip_variants
+ * with cond_latent: a record holds no mirrored conditioning latent),
+ * LDM_ECONFIG (no context can be opened on o->device: the detail starts
+ * with "device" and gives the backend's reason, e.g. no CUDA in this build,
+ * no such device, a driver failure) or the codes of ldm_vae_open and
  * ldm_clip_text_load (the detail names the file). */
 int encoderd_models_open(struct encoderd_models **out, const struct encoderd_model_opts *o);
 
@@ -47,14 +62,18 @@ void encoderd_models_vocab(const struct encoderd_models *m, uint32_t *vocab, uin
 
 /* The identity JSON text of the model (malloc'd, the caller frees *out):
  * FNV-1a 64 hashes of each model part's config.json and weight file,
- * scaling and shift factors, text_hidden, flip_variants. Returns 0, LDM_EIO
+ * scaling and shift factors, text_hidden, flip_variants, cond_store
+ * ("pixels" or "latent"). Returns 0, LDM_EIO
  * (a file cannot be read, named) or LDM_ENOMEM. */
 int encoderd_identity(const struct encoderd_models *m, const struct encoderd_model_opts *o,
                       char **out);
 
 /* Whether the models can encode sample s: 1..max_position_embeddings
  * token ids (the same count for the second encoder, none without one), an
- * RGB image. Returns 0 or LDM_EINVAL naming the sample. */
+ * RGB image at least as large as one latent pixel (ldm_vae_image_size of
+ * 1) on each side, and with cond_latent a conditioning image of 1 or 3
+ * channels and at least that size. Returns 0 or LDM_EINVAL naming the
+ * sample. */
 int encoderd_check_sample(const struct encoderd_models *m, const Ldmpipe__Sample *s);
 
 /* Same shape: target size, token counts and conditioning layout agree. */

@@ -27,7 +27,7 @@
 
 struct encoderd_cfg {
     struct ldm_strlist shards;
-    char *cache, *model, *leases, *samples, *device, *text_hidden;
+    char *cache, *model, *leases, *samples, *device, *text_hidden, *cond_store;
     int64_t lease_timeout, max_wait, batch_size, hwm, node_index, node_count, threads;
     int flip_variants, new_cache;
 };
@@ -67,12 +67,15 @@ static const struct ldm_cfg_key keys[] = {
     {"hwm", LDM_CFG_INT, K(hwm), "64", 0, 1, 1000000, "samples queued on the PULL socket"},
     {"node_index", LDM_CFG_INT, K(node_index), "0", 0, 0, 65535, "this node: takes shard i when i % node_count == node_index"},
     {"node_count", LDM_CFG_INT, K(node_count), "1", 0, 1, 65536, "nodes sharing the shard list"},
-    {"device", LDM_CFG_STRING, K(device), "cpu", 0, 0, 0, "compute device (cpu)"},
-    {"threads", LDM_CFG_INT, K(threads), "0", 0, 0, 1024, "compute threads (0: every core)"},
+    {"device", LDM_CFG_STRING, K(device), "cpu", 0, 0, 0, "compute device: cpu, cuda or cuda:N"},
+    {"threads", LDM_CFG_INT, K(threads), "0", 0, 0, 1024,
+     "compute threads of the cpu device (0: every core)"},
     {"flip_variants", LDM_CFG_BOOL, K(flip_variants), "false", 0, 0, 0,
      "also store the latent of the mirrored image"},
     {"text_hidden", LDM_CFG_STRING, K(text_hidden), "last", 0, 0, 0,
      "text states stored: last (SD 1.x) or penultimate (SD 2.x / SDXL clip skip)"},
+    {"cond_store", LDM_CFG_STRING, K(cond_store), "pixels", 0, 0, 0,
+     "conditioning image stored as pixels (uint8) or latent (its VAE mean, fp16)"},
     {"new_cache", LDM_CFG_BOOL, K(new_cache), "false", 0, 0, 0,
      "discard the cache folder's contents and start a new cache"},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL},
@@ -171,17 +174,33 @@ static int open_cache(struct encoderd_state *st)
     return rc;
 }
 
+/* "cpu", "cuda" or "cuda:N" (N decimal digits). */
+static int device_ok(const char *dev)
+{
+    if (!strcmp(dev, "cpu") || !strcmp(dev, "cuda"))
+        return 1;
+    if (strncmp(dev, "cuda:", 5) || !dev[5] || strlen(dev + 5) > 4)
+        return 0;
+    return strspn(dev + 5, "0123456789") == strlen(dev + 5);
+}
+
 static int parse_model_opts(struct encoderd_state *st)
 {
     const struct encoderd_cfg *cfg = st->cfg;
-    if (strcmp(cfg->device, "cpu"))
-        return ldm_fail(LDM_ECONFIG, "device: '%s': only cpu is supported for now", cfg->device);
+    if (!device_ok(cfg->device))
+        return ldm_fail(LDM_ECONFIG, "device: '%s' is not cpu, cuda or cuda:N", cfg->device);
     if (strcmp(cfg->text_hidden, "last") && strcmp(cfg->text_hidden, "penultimate"))
         return ldm_fail(LDM_ECONFIG, "text_hidden: '%s' is not last or penultimate",
                         cfg->text_hidden);
+    if (strcmp(cfg->cond_store, "pixels") && strcmp(cfg->cond_store, "latent"))
+        return ldm_fail(LDM_ECONFIG, "cond_store: '%s' is not pixels or latent", cfg->cond_store);
+    int latent = !strcmp(cfg->cond_store, "latent");
+    if (latent && cfg->flip_variants)
+        return ldm_fail(LDM_ECONFIG, "cond_store: latent with flip_variants: a record holds no "
+                                     "conditioning latent of the mirrored image");
     st->mo = (struct encoderd_model_opts){cfg->model, cfg->device, (int)cfg->threads,
                                           !strcmp(cfg->text_hidden, "penultimate"),
-                                          cfg->flip_variants};
+                                          cfg->flip_variants, latent};
     return 0;
 }
 
@@ -320,8 +339,9 @@ static int encoderd_start(struct ldm_daemon *d)
     if (rc)
         encoderd_stop(d); /* the skeleton logs the detail */
     else
-        LOG_INFO("encoding", "shards=%zu cache=%s model=%s leases=%s samples=%s", shards.n,
-                 st->cfg->cache, st->cfg->model, st->leases, st->samples);
+        LOG_INFO("encoding", "shards=%zu cache=%s model=%s device=%s cond_store=%s leases=%s "
+                 "samples=%s", shards.n, st->cfg->cache, st->cfg->model, st->cfg->device,
+                 st->cfg->cond_store, st->leases, st->samples);
     ldm_shardlist_free(&shards);
     return rc;
 }
