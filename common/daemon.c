@@ -129,6 +129,66 @@ static int setup_config(struct ldm_daemon *d)
     return 0;
 }
 
+/* Gauges from the numbers of the daemon's status reply: top-level fields and
+ * fields of objects one level down. */
+static void put_gauges(struct ldm_daemon *d, struct ldm_promtext *t)
+{
+    json_t *st = json_object();
+    if (!st || !d->ops->status) {
+        json_decref(st);
+        return;
+    }
+    d->ops->status(d, st);
+    const char *k, *k2;
+    json_t *v, *v2;
+    char name[160];
+    json_object_foreach(st, k, v) {
+        if (json_is_number(v)) {
+            snprintf(name, sizeof name, "ldmpipe_%s", k);
+            ldm_prom_sample(t, name, "gauge", d->name, json_number_value(v));
+        }
+        if (!json_is_object(v))
+            continue;
+        json_object_foreach(v, k2, v2) {
+            if (!json_is_number(v2))
+                continue;
+            snprintf(name, sizeof name, "ldmpipe_%s_%s", k, k2);
+            ldm_prom_sample(t, name, "gauge", d->name, json_number_value(v2));
+        }
+    }
+    json_decref(st);
+}
+
+/* The body of GET /metrics. */
+static int render_metrics(void *arg, struct ldm_promtext *t)
+{
+    struct ldm_daemon *d = arg;
+    char name[80];
+    ldm_prom_sample(t, "ldmpipe_up", "gauge", NULL, 1);
+    ldm_prom_sample(t, "ldmpipe_uptime_seconds", "gauge", d->name, ldm_now() - d->started);
+    for (int i = 0; i < d->ncounters; i++) {
+        snprintf(name, sizeof name, "ldmpipe_%s_total", d->counters[i].name);
+        ldm_prom_sample(t, name, "counter", d->name,
+                        (double)atomic_load(&d->counters[i].value));
+    }
+    put_gauges(d, t);
+    return 0;
+}
+
+static int setup_metrics(struct ldm_daemon *d)
+{
+    const struct ldm_daemon_common *c = &d->common;
+    if (c->metrics_port <= 0)
+        return 0;
+    int rc = ldm_httpm_open(c->metrics_addr, (int)c->metrics_port, c->insecure, render_metrics,
+                            d, &d->httpm);
+    if (rc)
+        return rc;
+    LOG_INFO("metrics served", "daemon=%s url=http://%s:%d/metrics", d->name,
+             c->metrics_addr ? c->metrics_addr : "127.0.0.1", ldm_httpm_port(d->httpm));
+    return 0;
+}
+
 static void on_signal(struct ldm_daemon *d)
 {
     int sig;
@@ -173,17 +233,24 @@ static long run_timers(struct ldm_daemon *d)
 
 static void run_loop(struct ldm_daemon *d)
 {
-    zmq_pollitem_t items[3 + MAX_WATCH];
+    zmq_pollitem_t items[3 + MAX_WATCH + LDM_HTTPM_ITEMS];
     while (!d->stopping) {
         long timeout = run_timers(d);
         if (d->stopping)
             break;
-        int n = 0, nw = d->nwatch;
+        int n = 0, nw = d->nwatch, nh = 0;
         items[n++] = (zmq_pollitem_t){NULL, d->sig.sfd, ZMQ_POLLIN, 0};
         items[n++] = (zmq_pollitem_t){NULL, d->sig.pfd, ZMQ_POLLIN, 0};
         items[n++] = (zmq_pollitem_t){d->ctl, 0, ZMQ_POLLIN, 0};
         for (int i = 0; i < nw; i++)
             items[n++] = (zmq_pollitem_t){d->watch[i].sock, d->watch[i].fd, ZMQ_POLLIN, 0};
+        if (d->httpm) {
+            nh = ldm_httpm_items(d->httpm, items + n);
+            n += nh;
+            long ht = ldm_httpm_timeout_ms(d->httpm);
+            if (ht >= 0 && ht < timeout)
+                timeout = ht;
+        }
         struct watch snap[MAX_WATCH];
         memcpy(snap, d->watch, sizeof snap);
         if (zmq_poll(items, n, timeout) < 0) {
@@ -199,6 +266,8 @@ static void run_loop(struct ldm_daemon *d)
         for (int i = 0; i < nw; i++)
             if (items[3 + i].revents & ZMQ_POLLIN)
                 snap[i].fn(d, snap[i].arg);
+        if (nh)
+            ldm_httpm_handle(d->httpm, items + 3 + nw, nh);
     }
 }
 
@@ -210,7 +279,7 @@ static int start(struct ldm_daemon *d)
     d->zctx = zmq_ctx_new();
     if (!d->zctx)
         return ldm_fail(LDM_EZMQ, "zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
-    if ((rc = setup_curve(d)) || (rc = setup_control(d)))
+    if ((rc = setup_curve(d)) || (rc = setup_control(d)) || (rc = setup_metrics(d)))
         return rc;
     d->started = ldm_now();
     d->next_rate = d->started;
@@ -226,6 +295,7 @@ static void shutdown_all(struct ldm_daemon *d, int started)
     ldm_notify("STOPPING=1");
     if (started && d->ops->stop)
         d->ops->stop(d);
+    ldm_httpm_close(&d->httpm);
     if (d->ctl)
         zmq_close(d->ctl);
     ldm_zap_stop(&d->zap);

@@ -6,7 +6,11 @@
  * ZAP handler when CURVE is on, calls ops->start, notifies systemd READY=1,
  * then runs one poll loop over: the signal descriptor, the control socket,
  * the sockets the daemon registered with ldm_daemon_watch, and timers
- * (watchdog pings, counter rates, ops->tick).
+ * (watchdog pings, counter rates, ops->tick), and, when metrics_port is set,
+ * a small HTTP server (httpmetrics.h): GET /metrics gives every counter as
+ * `ldmpipe_<counter>_total{daemon="NAME"}`, `ldmpipe_up 1`, and each number
+ * of the ops->status reply as a gauge `ldmpipe_<field>` (top level) or
+ * `ldmpipe_<object>_<field>` (one level down, e.g. ldmpipe_training_loss).
  *
  * Control requests are JSON objects {"op": NAME, ...}; replies are
  * {"ok": true, ...} or {"ok": false, "error": TEXT} (proto/control.md).
@@ -43,6 +47,8 @@ struct ldm_daemon_common {
     int insecure;      /* allow plain tcp on non-loopback addresses */
     char *curve_key;   /* this daemon's key pair file (.key), turns CURVE on for tcp */
     char *curve_allow; /* allow-list of client public keys */
+    int64_t metrics_port; /* Prometheus text over HTTP on this port; 0 = off */
+    char *metrics_addr;   /* its address (default 127.0.0.1; non-loopback needs insecure) */
 };
 
 struct ldm_daemon_ops {

@@ -22,6 +22,10 @@ static const struct ldm_cfg_key common_keys[] = {
      "CURVE key pair file of this daemon (ldmctl keygen); turns on CURVE for tcp"},
     {"curve_allow", LDM_CFG_STRING, C(curve_allow), NULL, 0, 0, 0,
      "file of client public keys allowed to connect"},
+    {"metrics_port", LDM_CFG_INT, C(metrics_port), "0", 0, 0, 65535,
+     "serve Prometheus text at http://metrics_addr:PORT/metrics (0 = off)"},
+    {"metrics_addr", LDM_CFG_STRING, C(metrics_addr), "127.0.0.1", 0, 0, 0,
+     "address of the metrics server (non-loopback needs insecure)"},
     {NULL, 0, 0, NULL, 0, 0, 0, NULL},
 };
 

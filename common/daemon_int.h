@@ -8,6 +8,7 @@
 
 #include "curve.h"
 #include "daemon.h"
+#include "httpmetrics.h"
 #include "sig.h"
 #include "zap.h"
 
@@ -57,6 +58,7 @@ struct ldm_daemon {
     int rate_samples;               /* samples taken so far */
     double next_rate, next_watchdog;
     double watchdog_s;              /* 0 = off */
+    struct ldm_httpm *httpm;        /* metrics server, or NULL (metrics_port 0) */
 };
 
 double ldm_now(void); /* monotonic seconds */

@@ -13,6 +13,7 @@
 #include "err.h"
 #include "log.h"
 #include "trainerd/run.h"
+#include "trainerd/tfevents.h"
 
 struct td_run {
     struct td_run_opts o;
@@ -25,6 +26,7 @@ struct td_run {
     double ema_ips, started;        /* samples per second (smoothed), start time */
     char last_ckpt[4300];
     FILE *metrics;
+    struct td_tfevents *tfev;       /* TensorBoard events (rank 0), or NULL */
 };
 
 static double now_s(void)
@@ -54,8 +56,29 @@ static void publish(struct td_run *r, const char *topic, json_t *v)
     free(text);
 }
 
+/* The step's scalars into the TensorBoard event file; a failed write logs
+ * once and ends the file. */
+static void tensorboard_event(struct td_run *r, const struct td_step_report *s, double ips)
+{
+    if (!r->tfev)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double wall = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    const char *tags[] = {"loss", "lr", "grad_norm", "img_per_s"};
+    double vals[] = {s->loss, s->lr, s->grad_norm, ips};
+    for (int i = 0; i < 4; i++)
+        if (td_tfevents_scalar(r->tfev, tags[i], s->step, wall, (float)vals[i])) {
+            LOG_WARN("tensorboard events no longer written", "path=%s error=\"%s\"",
+                     td_tfevents_path(r->tfev), ldm_errmsg());
+            td_tfevents_close(&r->tfev);
+            return;
+        }
+}
+
 static void metrics_event(struct td_run *r, const struct td_step_report *s, double ips)
 {
+    tensorboard_event(r, s, ips);
     json_t *v = json_pack("{s:I,s:f,s:f,s:f,s:f,s:f,s:b}", "step", (json_int_t)s->step, "loss",
                           s->loss, "lr", s->lr, "grad_norm", s->grad_norm, "img_per_s", ips,
                           "data_wait", s->data_wait, "skipped", s->skipped);
@@ -181,11 +204,15 @@ int td_run_start(struct td_run **out, const struct td_run_opts *o)
         r->metrics = fopen(p, "a");
         if (!r->metrics)
             LOG_WARN("metrics.jsonl not written", "path=%s error=\"%s\"", p, strerror(errno));
+        if (td_tfevents_open(o->output, &r->tfev))
+            LOG_WARN("tensorboard events not written", "folder=%s error=\"%s\"", o->output,
+                     ldm_errmsg());
     }
     int e = pthread_create(&r->thread, NULL, run, r);
     if (e) {
         if (r->metrics)
             fclose(r->metrics);
+        td_tfevents_close(&r->tfev);
         free(r);
         errno = e;
         return ldm_fail_errno(LDM_EIO, "training thread: pthread_create");
@@ -250,6 +277,7 @@ void td_run_stop(struct td_run **pr)
         zmq_close(r->o.pub);
     if (r->metrics)
         fclose(r->metrics);
+    td_tfevents_close(&r->tfev);
     pthread_mutex_destroy(&r->mu);
     free(r);
     *pr = NULL;
