@@ -94,7 +94,7 @@ BENCH_BINS := $(addprefix $(BUILD)/bin/bench-,$(BENCHES))
 # test programs: tests/tools/NAME.c -> build/bin/NAME (stand-ins for peers in integration tests)
 TEST_TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/bin/%,$(wildcard tests/tools/*.c))
 
-.PHONY: all deps check check-unit check-fuzz-regress check-integration demo bench check-gpu fuzz clean
+.PHONY: all deps check check-unit check-fuzz-regress check-integration demo soak bench check-gpu fuzz clean
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -224,6 +224,9 @@ check-gpu: all $(CUDA_TESTS)
 
 demo: deps all
 	$(Q)BIN=$(BUILD)/bin DEMO_DIR=$${DEMO_DIR:-$(BUILD)/demo} bash tools/demo.sh
+
+soak: all
+	$(Q)BIN=$(BUILD)/bin bash tools/soak.sh
 
 bench: all $(TEST_TOOLS) $(BENCH_BINS)
 	$(Q)for b in $(sort $(wildcard bench/*.sh)); do echo "== $$b"; BIN=$(BUILD)/bin bash $$b || exit 1; done
