@@ -184,6 +184,20 @@ static int device_ok(const char *dev)
     return strspn(dev + 5, "0123456789") == strlen(dev + 5);
 }
 
+/* The model key names a diffusers folder with the parts encoderd runs. */
+static int check_model_dir(const char *model)
+{
+    static const char *const need[] = {"vae/config.json", "text_encoder/config.json"};
+    for (size_t i = 0; i < 2; i++) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/%s", model, need[i]);
+        if (access(p, R_OK))
+            return ldm_fail(LDM_ECONFIG, "model: '%s' is not a diffusers folder: no %s", model,
+                            need[i]);
+    }
+    return 0;
+}
+
 static int parse_model_opts(struct encoderd_state *st)
 {
     const struct encoderd_cfg *cfg = st->cfg;
@@ -322,6 +336,8 @@ static int encoderd_start(struct ldm_daemon *d)
     st->d = d;
     st->cfg = ldm_daemon_cfg(d);
     int rc = parse_model_opts(st);
+    if (!rc)
+        rc = check_model_dir(st->cfg->model);
     if (!rc)
         rc = node_shards(st->cfg, &shards);
     if (!rc)

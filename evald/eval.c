@@ -140,8 +140,27 @@ static int open_scores(struct ev_models *m)
     return rc;
 }
 
+/* The model key names a diffusers folder with the parts evald runs. */
+static int check_model_dir(const char *model)
+{
+    static const char *const need[] = {"vae/config.json", "text_encoder/config.json",
+                                       "tokenizer", "scheduler/scheduler_config.json"};
+    for (size_t i = 0; i < sizeof need / sizeof need[0]; i++) {
+        char p[4200];
+        struct stat sb;
+        snprintf(p, sizeof p, "%s/%s", model, need[i]);
+        if (stat(p, &sb))
+            return ldm_fail(LDM_ECONFIG, "model: '%s' is not a diffusers folder: no %s", model,
+                            need[i]);
+    }
+    return 0;
+}
+
 int ev_models_open(struct ev_models **out, const struct evald_cfg *cfg)
 {
+    int rc0 = check_model_dir(cfg->model);
+    if (rc0)
+        return rc0;
     struct ev_models *m = calloc(1, sizeof *m);
     if (!m)
         return ldm_fail(LDM_ENOMEM, "evald models");

@@ -83,6 +83,14 @@ static int setup_prep(struct loader *L, const struct loaderd_cfg *cfg)
 {
     struct ldm_prep_shared *p = &L->prep;
     int rc = parse_filter(cfg->interpolation, &p->tp.filter);
+    /* the VAE halves the side 3 times: pixel sides must be multiples of 8 */
+    if (!rc && cfg->resolution % 8)
+        rc = ldm_fail(LDM_ECONFIG, "resolution: %lld is not a multiple of 8 (the VAE's factor)",
+                      (long long)cfg->resolution);
+    if (!rc && cfg->buckets && (cfg->bucket_step % 8 || cfg->bucket_min_reso % 8))
+        rc = ldm_fail(LDM_ECONFIG, "bucket_step %lld / bucket_min_reso %lld: each must be a "
+                      "multiple of 8 (the VAE's factor)", (long long)cfg->bucket_step,
+                      (long long)cfg->bucket_min_reso);
     p->seed = (uint64_t)cfg->seed;
     p->tp.resolution = (int)cfg->resolution;
     p->tp.crop = cfg->center_crop ? LDM_CROP_CENTER : LDM_CROP_RANDOM;

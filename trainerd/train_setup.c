@@ -66,6 +66,9 @@ int td_setup_model(struct td_trainer *t)
     if (!t->src_config)
         return ldm_fail(LDM_ENOMEM, "model");
     int rc = ldm_unet_config_load(&uc, p);
+    if (rc == LDM_ENOTFOUND || rc == LDM_EIO || rc == LDM_EFORMAT)
+        rc = ldm_fail(LDM_ECONFIG, "model: '%s' is not a diffusers folder with unet/: %s",
+                      t->model, ldm_errmsg());
     if (!rc)
         rc = ldm_ctx_open(&t->ctx, t->cfg.device, (int)t->cfg.threads);
     if (!rc)
