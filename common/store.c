@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,8 +27,13 @@ static _Thread_local int last_mdb;
 int store_mdb_fail(struct ldm_store *s, int mdb_rc, const char *what)
 {
     last_mdb = mdb_rc;
-    return ldm_fail(mdb_rc == MDB_TXN_FULL ? LDM_ERANGE : LDM_EIO, "%s: %s: %s", s->path, what,
-                    mdb_strerror(mdb_rc));
+    struct statvfs fs;
+    const char *full = ""; /* LMDB reports a failed write as EIO; say when the disk is full */
+    if ((mdb_rc == EIO || mdb_rc == ENOSPC) && statvfs(s->path, &fs) == 0 &&
+        (uint64_t)fs.f_bavail * fs.f_frsize < (uint64_t)1 << 20)
+        full = " (the file system is full: under 1 MiB free)";
+    return ldm_fail(mdb_rc == MDB_TXN_FULL ? LDM_ERANGE : LDM_EIO, "%s: %s: %s%s", s->path, what,
+                    mdb_strerror(mdb_rc), full);
 }
 
 /* ---- the gate ---------------------------------------------------------------------- */
