@@ -18,6 +18,13 @@
 #define HALF LDM_RS_HALF
 
 static int use_simd = 1;
+static int use_avx2; /* set once at load: the CPU has AVX2 and LDM_NO_AVX2 is not 1 */
+
+__attribute__((constructor)) static void pick_avx2(void)
+{
+    const char *no = getenv("LDM_NO_AVX2");
+    use_avx2 = ldm_rs_have_avx2() && !(no && strcmp(no, "1") == 0);
+}
 
 void ldm_resample_set_simd(int on)
 {
@@ -177,7 +184,7 @@ static int coeffs_make(const struct filter *f, int in_size, int out_size, int fi
     return 0;
 }
 
-/* ---- passes (portable; resample_sse2.c does the bulk where it can) ------------------ */
+/* ---- passes (portable; resample_avx2.c / resample_sse2.c do the bulk where they can) -- */
 
 static inline uint8_t clip8(int32_t v)
 {
@@ -211,7 +218,12 @@ static inline void h_pixel(const uint8_t *p, int c, const int32_t *k, int taps, 
 static void pass_h(const uint8_t *src, size_t stride, int c, int rows,
                    const struct ldm_rs_coeffs *cx, int n, int flip, uint8_t *dst, size_t dstride)
 {
-    int r = use_simd ? ldm_rs_pass_h_sse2(src, stride, c, rows, cx, n, flip, dst, dstride) : 0;
+    int r = 0;
+    if (use_simd && use_avx2)
+        r = ldm_rs_pass_h_avx2(src, stride, c, rows, cx, n, flip, dst, dstride);
+    if (use_simd && r < rows)
+        r += ldm_rs_pass_h_sse2(src + (size_t)r * stride, stride, c, rows - r, cx, n, flip,
+                                dst + (size_t)r * dstride, dstride);
     for (; r < rows; r++) {
         const uint8_t *in = src + (size_t)r * stride;
         uint8_t *out = dst + (size_t)r * dstride;
@@ -228,7 +240,11 @@ static void pass_h(const uint8_t *src, size_t stride, int c, int rows,
 static void pass_v(const uint8_t *src, size_t stride, int row0, size_t len,
                    const struct ldm_rs_coeffs *cy, int n, uint8_t *dst)
 {
-    size_t e0 = use_simd ? ldm_rs_pass_v_sse2(src, stride, row0, len, cy, n, dst, len) : 0;
+    size_t e0 = 0;
+    if (use_simd && use_avx2)
+        e0 = ldm_rs_pass_v_avx2(src, stride, row0, len, cy, n, dst, len);
+    if (use_simd && e0 < len)
+        e0 += ldm_rs_pass_v_sse2(src + e0, stride, row0, len - e0, cy, n, dst + e0, len);
     for (int i = 0; i < n; i++) {
         const int32_t *k = cy->k + (size_t)i * cy->ksize;
         const uint8_t *rows = src + (size_t)(cy->bounds[2 * i] - row0) * stride;

@@ -25,8 +25,10 @@
  * mirrored left-right, with the same per-pixel arithmetic, so it equals
  * resize, then crop, then flip, at a fraction of the cost.
  *
- * On x86-64 most of the work runs in SSE2 kernels (resample_sse2.c) that
- * keep Pillow's integer arithmetic exactly; elsewhere portable C does it all.
+ * On x86-64 most of the work runs in AVX2 kernels (resample_avx2.c, chosen at
+ * run time when the CPU has AVX2 and LDM_NO_AVX2 is not 1) or SSE2 kernels
+ * (resample_sse2.c), all keeping Pillow's integer arithmetic exactly;
+ * elsewhere portable C does it all.
  */
 #ifndef LDM_RESAMPLE_H
 #define LDM_RESAMPLE_H
@@ -70,7 +72,7 @@ int ldm_resize(const struct ldm_image *src, int out_w, int out_h, int filter,
 int ldm_resize_window(const struct ldm_image *src, int out_w, int out_h, int filter,
                       const struct ldm_window *win, struct ldm_image *dst);
 
-/* Use the SSE2 kernels (on, the default) or only the portable code (0). For
+/* Use the SIMD kernels (on, the default) or only the portable code (0). For
  * tests and benchmarks; call it before any resize is under way. */
 void ldm_resample_set_simd(int on);
 

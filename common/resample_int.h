@@ -1,4 +1,5 @@
-/* resample_int.h — internals shared by resample.c and its SSE2 kernels (resample_sse2.c). */
+/* resample_int.h — internals shared by resample.c and its SIMD kernels (resample_sse2.c,
+ * resample_avx2.c). */
 #ifndef LDM_RESAMPLE_INT_H
 #define LDM_RESAMPLE_INT_H
 
@@ -31,5 +32,19 @@ int ldm_rs_pass_h_sse2(const uint8_t *src, size_t stride, int c, int rows,
  * scalar pass. */
 size_t ldm_rs_pass_v_sse2(const uint8_t *src, size_t stride, int row0, size_t len,
                           const struct ldm_rs_coeffs *cy, int n, uint8_t *dst, size_t dstride);
+
+/* The AVX2 horizontal pass: as ldm_rs_pass_h_sse2, in whole groups of 16
+ * rows. Call it only where ldm_rs_have_avx2() says so. */
+int ldm_rs_pass_h_avx2(const uint8_t *src, size_t stride, int c, int rows,
+                       const struct ldm_rs_coeffs *cx, int n, int flip, uint8_t *dst,
+                       size_t dstride);
+
+/* The AVX2 vertical pass: as ldm_rs_pass_v_sse2, in whole 32-byte blocks.
+ * Call it only where ldm_rs_have_avx2() says so. */
+size_t ldm_rs_pass_v_avx2(const uint8_t *src, size_t stride, int row0, size_t len,
+                          const struct ldm_rs_coeffs *cy, int n, uint8_t *dst, size_t dstride);
+
+/* 1 where this CPU runs the AVX2 kernels (and they are compiled in), else 0. */
+int ldm_rs_have_avx2(void);
 
 #endif

@@ -14,7 +14,7 @@ Suite *suite_resample(void);
  * non-integer factors, one side only, identity, to 1x1, with all five filters. */
 START_TEST(test_pil_golden)
 {
-    ldm_resample_set_simd(_i == 0); /* the SSE2 kernels, then the portable code */
+    ldm_resample_set_simd(_i == 0); /* the SIMD kernels (AVX2 or SSE2), then the portable code */
     char *dir = tu_tmpdir();
     gi_run_golden("resample", dir);
     char **lines = gi_read_lines(dir, "cases.txt");
@@ -44,7 +44,7 @@ START_TEST(test_pil_golden)
         ldm_image_free(&got);
     }
     fprintf(stderr, "resample golden (%s): %d cases, %d bit-exact, %ld samples differ, largest "
-            "error %d\n", _i == 0 ? "sse2" : "portable", cases, exact, samples_bad, worst);
+            "error %d\n", _i == 0 ? "simd" : "portable", cases, exact, samples_bad, worst);
     ck_assert_int_ge(cases, 150);
     ck_assert_msg(exact == cases, "%d of %d cases differ from Pillow (largest error %d)",
                   cases - exact, cases, worst);
