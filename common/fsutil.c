@@ -200,3 +200,20 @@ int ldm_file_fnv1a64(const char *path, char hex[17])
     snprintf(hex, 17, "%016llx", (unsigned long long)h);
     return 0;
 }
+
+struct buf_src {
+    const void *p;
+    size_t n;
+};
+
+static int put_buf(struct ldm_writer *w, void *ctx)
+{
+    const struct buf_src *b = ctx;
+    return ldm_writer_put(w, b->p, b->n);
+}
+
+int ldm_write_atomic_buf(const char *path, const void *buf, size_t len)
+{
+    struct buf_src b = {buf, len};
+    return ldm_write_atomic(path, put_buf, &b);
+}

@@ -41,6 +41,9 @@ typedef int (*ldm_write_fn)(struct ldm_writer *w, void *ctx);
  * folder) or LDM_EIO (a system call failed; the detail names it). */
 int ldm_write_atomic(const char *path, ldm_write_fn fn, void *ctx);
 
+/* ldm_write_atomic of the `len` bytes at buf. */
+int ldm_write_atomic_buf(const char *path, const void *buf, size_t len);
+
 /* Run fn(w, ctx) into memory. On success *out is the malloc'd bytes (the
  * caller frees them; NULL when there are none) and *len their count; on
  * failure *out is NULL and fn's code or LDM_ENOMEM is returned. `label`

@@ -9,6 +9,7 @@
 #include <webp/decode.h>
 
 #include "err.h"
+#include "fsutil.h"
 
 #define PNG_CHUNK_CACHE (32u << 20) /* decompressed text/profile chunks kept by libspng */
 
@@ -553,5 +554,16 @@ int ldm_image_encode_jpeg(const struct ldm_image *im, int quality, void **out, s
     }
     if (tj)
         tjDestroy(tj);
+    return rc;
+}
+
+int ldm_image_write_png(const char *path, const struct ldm_image *im)
+{
+    void *png = NULL;
+    size_t len = 0;
+    int rc = ldm_image_encode_png(im, &png, &len);
+    if (!rc)
+        rc = ldm_write_atomic_buf(path, png, len);
+    free(png);
     return rc;
 }

@@ -104,6 +104,10 @@ void ldm_image_free(struct ldm_image *im);
  * (encoder failure, detail from libspng). */
 int ldm_image_encode_png(const struct ldm_image *im, void **out, size_t *len);
 
+/* Encode as PNG and write `path` atomically (fsutil.h). Returns 0 or the codes of
+ * ldm_image_encode_png and ldm_write_atomic_buf. */
+int ldm_image_write_png(const char *path, const struct ldm_image *im);
+
 /* Encode an RGB (4:2:0 subsampling) or grey image as baseline JPEG with
  * `quality` 1..100 (accurate DCT) into *out (malloc'd; the caller frees it)
  * and *len. Returns 0, LDM_EINVAL (bad image or quality), LDM_ENOMEM or

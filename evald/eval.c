@@ -181,14 +181,12 @@ int ev_models_open(struct ev_models **out, const struct evald_cfg *cfg)
         m->lat_c = ldm_vae_config(m->vae)->latent_channels;
         m->side = cfg->resolution;
         if (m->side <= 0) {
-            struct ldm_unet_config uc;
             json_t *j = NULL;
             int64_t ss = 64;
             snprintf(p, sizeof p, "%s/unet/config.json", cfg->model);
             if (!ldm_json_load_object(p, &j))
                 ldm_json_get_int(j, "sample_size", &ss, 64);
             json_decref(j);
-            (void)uc;
             m->side = ldm_vae_image_size(m->vae, ss);
         }
     }

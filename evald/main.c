@@ -90,16 +90,6 @@ static const struct ldm_cfg_key keys[] = {
     {NULL, 0, 0, NULL, 0, 0, 0, NULL},
 };
 
-struct text_blob {
-    const char *s;
-};
-
-static int put_text(struct ldm_writer *w, void *ctx)
-{
-    const struct text_blob *b = ctx;
-    return ldm_writer_put(w, b->s, strlen(b->s));
-}
-
 /* Write OUT/eval/step-N.json (the done marker) and publish it. */
 static void finish(struct evald_state *st, int64_t step, json_t *res)
 {
@@ -109,8 +99,8 @@ static void finish(struct evald_state *st, int64_t step, json_t *res)
     mkdir(p, 0777);
     snprintf(p, sizeof p, "%s/eval/step-%lld.json", st->cfg->output, (long long)step);
     char *text = json_dumps(res, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
-    struct text_blob b = {text ? text : "{}"};
-    if (ldm_write_atomic(p, put_text, &b))
+    const char *body = text ? text : "{}";
+    if (ldm_write_atomic_buf(p, body, strlen(body)))
         LOG_ERROR("result not written", "path=%s error=\"%s\"", p, ldm_errmsg());
     if (st->pub && text) {
         zmq_send(st->pub, "eval", 4, ZMQ_SNDMORE | ZMQ_DONTWAIT);

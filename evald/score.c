@@ -7,29 +7,10 @@
 #include "fsutil.h"
 #include "image.h"
 
-struct blob {
-    const void *p;
-    size_t n;
-};
-
-static int put_blob(struct ldm_writer *w, void *ctx)
-{
-    const struct blob *b = ctx;
-    return ldm_writer_put(w, b->p, b->n);
-}
-
 int ev_write_png(const char *path, const uint8_t *px, int64_t w, int64_t h)
 {
     struct ldm_image im = {.w = (int)w, .h = (int)h, .c = 3, .px = (uint8_t *)px};
-    void *png = NULL;
-    size_t len = 0;
-    int rc = ldm_image_encode_png(&im, &png, &len);
-    if (!rc) {
-        struct blob b = {png, len};
-        rc = ldm_write_atomic(path, put_blob, &b);
-    }
-    free(png);
-    return rc;
+    return ldm_image_write_png(path, &im);
 }
 
 /* Up to 16 images of side×side in a grid of ceil(sqrt(n)) columns, 2-pixel gaps. */

@@ -98,12 +98,6 @@ int ldm_unet_config_json(const struct ldm_unet *u, json_t **out)
     return 0;
 }
 
-static int put_text(struct ldm_writer *w, void *ctx)
-{
-    const char *s = ctx;
-    return ldm_writer_put(w, s, strlen(s));
-}
-
 /* Write `cfg` as indented JSON to dir/config.json. */
 static int write_config(const char *dir, const json_t *cfg)
 {
@@ -120,7 +114,7 @@ static int write_config(const char *dir, const json_t *cfg)
         return ldm_fail(LDM_ENOMEM, "%s: out of memory", path);
     }
     memcpy(nl + n, "\n", 2);
-    int rc = ldm_write_atomic(path, put_text, nl);
+    int rc = ldm_write_atomic_buf(path, nl, strlen(nl));
     free(nl);
     return rc;
 }

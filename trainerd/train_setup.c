@@ -94,17 +94,19 @@ static int check_part(const struct td_trainer *t, const json_t *id, const char *
         return 0;
     const char *want[2] = {json_string_value(json_object_get(e, "config")),
                            json_string_value(json_object_get(e, "weights"))};
-    const char *files[2] = {"config.json", "weights"};
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 2; i++) { /* 0: the part's config.json, 1: its weights */
         char p[4200], h[17];
-        snprintf(p, sizeof p, "%s/%s%s%s", t->model, part, i ? "" : "/", i ? "" : files[i]);
+        if (i)
+            snprintf(p, sizeof p, "%s/%s", t->model, part);
+        else
+            snprintf(p, sizeof p, "%s/%s/config.json", t->model, part);
         int rc = i ? ldm_weights_hash(p, h) : ldm_file_fnv1a64(p, h);
         if (rc)
             return ldm_fail(LDM_ECONFIG, "check_identity: %s (set check_identity=false to "
                             "train without checking the cache's encoders)", ldm_errmsg());
         if (!want[i] || strcmp(want[i], h))
             return ldm_fail(LDM_ECONFIG, "cache %s was encoded with another %s (%s hash %s, "
-                            "the model's %s is %s)", t->cache, part, files[i],
+                            "the model's %s is %s)", t->cache, part, i ? "weights" : "config",
                             want[i] ? want[i] : "missing", p, h);
     }
     return 0;

@@ -411,30 +411,6 @@ static int render(const struct series *s, size_t window, int w, int h, struct ca
 
 /* ---- output ----------------------------------------------------------------------------- */
 
-struct blob {
-    const void *data;
-    size_t len;
-};
-
-static int put_blob(struct ldm_writer *w, void *ctx)
-{
-    const struct blob *b = ctx;
-    return ldm_writer_put(w, b->data, b->len);
-}
-
-static int write_png(const char *path, const struct ldm_image *im)
-{
-    void *png = NULL;
-    size_t len = 0;
-    int rc = ldm_image_encode_png(im, &png, &len);
-    if (!rc) {
-        struct blob b = {png, len};
-        rc = ldm_write_atomic(path, put_blob, &b);
-    }
-    free(png);
-    return rc;
-}
-
 /* ---- the command ------------------------------------------------------------------------ */
 
 struct plot_args {
@@ -509,7 +485,7 @@ int ldmctl_plot(int argc, char **argv)
     if (!rc)
         rc = render(&s, window, a.width, a.height, &c);
     if (!rc)
-        rc = write_png(a.out, &c.im);
+        rc = ldm_image_write_png(a.out, &c.im);
     if (rc)
         fprintf(stderr, "ldmctl plot: %s\n", ldm_errmsg());
     else

@@ -40,11 +40,6 @@ void mt_fill(float *x, size_t n, const char *name, int ndim, const int64_t *shap
         x[i] = (float)(base + bound * (2.0 * ldm_rng_double(&r) - 1.0));
 }
 
-static int put_text(struct ldm_writer *w, void *ctx)
-{
-    return ldm_writer_put(w, ctx, strlen(ctx));
-}
-
 int mt_write_json(const char *dir, const char *name, const json_t *obj)
 {
     char path[4096];
@@ -60,7 +55,7 @@ int mt_write_json(const char *dir, const char *name, const json_t *obj)
         return ldm_fail(LDM_ENOMEM, "%s: out of memory", path);
     }
     memcpy(t2 + n, "\n", 2);
-    int rc = ldm_write_atomic(path, put_text, t2);
+    int rc = ldm_write_atomic_buf(path, t2, strlen(t2));
     free(t2);
     return rc;
 }
