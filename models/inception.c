@@ -135,6 +135,7 @@ struct ldm_inception {
     float *in;                          /* input chunk (n,3,H,W), backend memory */
     size_t in_cap;                      /* floats in `in` */
     int64_t plan_h, plan_w;             /* input size the workspace was planned for */
+    unsigned planned;                   /* bit n: chunks of n images planned at plan_h×plan_w */
 };
 
 /* ---- weights ------------------------------------------------------------------------- */
@@ -241,8 +242,6 @@ int ldm_inception_open(struct ldm_inception **out, struct ldm_ctx *ctx, ldm_ince
                        void *user)
 {
     *out = NULL;
-    if (ctx->device != LDM_DEV_CPU)
-        return ldm_fail(LDM_EUNSUPPORTED, "inception: runs on the CPU backend only (ReLU)");
     struct ldm_inception *m = calloc(1, sizeof *m);
     if (!m)
         return ldm_fail(LDM_ENOMEM, "inception: no memory");
@@ -323,16 +322,6 @@ static int view(struct ldm_inception *m, int i, int64_t n, int64_t C, int64_t H,
     return 0;
 }
 
-static void relu(struct ldm_ctx *c, const struct ldm_tensor *y)
-{
-    if (c->planning)
-        return;
-    float *p = y->data;
-    size_t n = ldm_tensor_numel(y);
-    for (size_t i = 0; i < n; i++)
-        p[i] = p[i] > 0.0f ? p[i] : 0.0f;
-}
-
 /* BasicConv2d k (folded): y (into slot) = relu(conv(x) + b). */
 static int bconv(struct ldm_inception *m, int k, const struct ldm_tensor *x, int slot,
                  struct ldm_tensor *y)
@@ -345,7 +334,7 @@ static int bconv(struct ldm_inception *m, int k, const struct ldm_tensor *x, int
     if (rc == 0)
         rc = ldm_conv2d_forward(m->ctx, y, x, &m->p[2 * k], &m->p[2 * k + 1], &o);
     if (rc == 0)
-        relu(m->ctx, y);
+        rc = ldm_act_forward(m->ctx, LDM_ACT_RELU, y, y); /* in place: forward only */
     return rc;
 }
 
@@ -504,31 +493,41 @@ static int run_chunk(struct ldm_inception *m, int64_t n, int64_t H, int64_t W)
     return ldm_linear_forward(m->ctx, &l, &f, &m->p[2 * NCONV], &m->p[2 * NCONV + 1]); /* (n, 1008) */
 }
 
-/* Make the input buffer hold a full chunk of H×W images and the workspace
- * fit the ops at that size. */
-static int prepare(struct ldm_inception *m, int64_t H, int64_t W)
+/* Make the input buffer hold a full chunk of H×W images. */
+static int prepare_input(struct ldm_inception *m, int64_t H, int64_t W)
 {
     size_t need = (size_t)LDM_INCEPTION_CHUNK * 3 * (size_t)H * (size_t)W;
-    if (need > m->in_cap) {
-        if (m->in)
-            ldm_ctx_free(m->ctx, m->in);
-        m->in = NULL;
-        m->in_cap = 0;
-        TRY(ldm_ctx_alloc(m->ctx, need * sizeof(float), (void **)&m->in));
-        m->in_cap = need;
+    if (need <= m->in_cap)
+        return 0;
+    if (m->in)
+        ldm_ctx_free(m->ctx, m->in);
+    m->in = NULL;
+    m->in_cap = 0;
+    TRY(ldm_ctx_alloc(m->ctx, need * sizeof(float), (void **)&m->in));
+    m->in_cap = need;
+    return 0;
+}
+
+/* Make the workspace fit the ops of a chunk of n H×W images. Each chunk size is
+ * planned once per input size: a backend may pick its algorithms, and so its
+ * workspace, by the batch size (cuDNN does). */
+static int prepare(struct ldm_inception *m, int64_t n, int64_t H, int64_t W)
+{
+    if (H != m->plan_h || W != m->plan_w) {
+        m->plan_h = H;
+        m->plan_w = W;
+        m->planned = 0;
     }
-    if (H == m->plan_h && W == m->plan_w)
+    if (m->planned & (1u << n))
         return 0;
     size_t bytes = 0;
     ldm_ctx_plan_begin(m->ctx);
-    int rc = run_chunk(m, LDM_INCEPTION_CHUNK, H, W);
+    int rc = run_chunk(m, n, H, W);
     ldm_ctx_plan_end(m->ctx, &bytes);
     if (rc == 0)
         rc = ldm_ctx_reserve(m->ctx, bytes);
-    if (rc == 0) {
-        m->plan_h = H;
-        m->plan_w = W;
-    }
+    if (rc == 0)
+        m->planned |= 1u << n;
     return rc;
 }
 
@@ -538,10 +537,11 @@ int ldm_inception_forward(struct ldm_inception *m, const float *images, int64_t 
     if (N < 1 || H < 1 || W < 1 || H > 4096 || W > 4096)
         return ldm_fail(LDM_EINVAL, "inception: bad input shape (%lld,3,%lld,%lld)",
                         (long long)N, (long long)H, (long long)W);
-    TRY(prepare(m, H, W));
+    TRY(prepare_input(m, H, W));
     size_t img = 3 * (size_t)H * (size_t)W;
     for (int64_t i = 0; i < N; i += LDM_INCEPTION_CHUNK) {
         int64_t n = N - i < LDM_INCEPTION_CHUNK ? N - i : LDM_INCEPTION_CHUNK;
+        TRY(prepare(m, n, H, W));
         TRY(ldm_ctx_upload(m->ctx, m->in, images + (size_t)i * img, (size_t)n * img * 4));
         TRY(run_chunk(m, n, H, W));
         TRY(ldm_ctx_download(m->ctx, pool3 + (size_t)i * LDM_INCEPTION_DIM, m->slot[S(0)].data,
@@ -554,12 +554,24 @@ int ldm_inception_forward(struct ldm_inception *m, const float *images, int64_t 
     return 0;
 }
 
+/* Rows of pool3 per pass of ldm_inception_logits_unbiased: as many as small slot 0
+ * holds (their logits, 1008 wide, then fit small slot 1). */
+#define FC_ROWS ((int64_t)(SMALL_CAP * LDM_INCEPTION_CHUNK / LDM_INCEPTION_DIM))
+
 int ldm_inception_logits_unbiased(struct ldm_inception *m, const float *pool3, int64_t N,
                                   float *out)
 {
     if (N < 1)
         return ldm_fail(LDM_EINVAL, "inception: %lld rows of pool3", (long long)N);
-    struct ldm_tensor x = ldm_tensor_f32((void *)pool3, N, 2048);
-    struct ldm_tensor y = ldm_tensor_f32(out, N, LDM_INCEPTION_CLASSES);
-    return ldm_linear_forward(m->ctx, &y, &x, &m->p[2 * NCONV], NULL);
+    for (int64_t i = 0; i < N; i += FC_ROWS) {
+        int64_t n = N - i < FC_ROWS ? N - i : FC_ROWS;
+        struct ldm_tensor x = ldm_tensor_f32(m->slot[S(0)].data, n, LDM_INCEPTION_DIM);
+        struct ldm_tensor y = ldm_tensor_f32(m->slot[S(1)].data, n, LDM_INCEPTION_CLASSES);
+        TRY(ldm_ctx_upload(m->ctx, x.data, pool3 + (size_t)i * LDM_INCEPTION_DIM,
+                           ldm_tensor_nbytes(&x)));
+        TRY(ldm_linear_forward(m->ctx, &y, &x, &m->p[2 * NCONV], NULL)); /* (n, 1008) */
+        TRY(ldm_ctx_download(m->ctx, out + (size_t)i * LDM_INCEPTION_CLASSES, y.data,
+                             ldm_tensor_nbytes(&y)));
+    }
+    return 0;
 }

@@ -15,8 +15,14 @@
  * into its convolution: w' = w·γ/√(var+eps), b' = β − mean·γ/√(var+eps); and
  * the input map x → 2x − 1 is folded into Conv2d_1a_3x3 (it has no padding,
  * so conv(2x − 1) = conv'(x) with w'' = 2w', b'' = b' − Σ w'). The forward is
- * then conv + bias + ReLU per BasicConv2d. ReLU is applied by a plain loop
- * here (nn has no ReLU), so the model runs on the CPU backend only.
+ * then conv + bias + ReLU (LDM_ACT_RELU, in place) per BasicConv2d.
+ *
+ * Every step is an op of nn/backend.h, in F32, so the network runs on any
+ * backend (cpu, cuda); the host's arrays go in and come out only through
+ * ldm_ctx_upload / ldm_ctx_download. On CUDA the convolutions are cuDNN's
+ * FP32 kernels (no TF32 unless LDM_CUDA_TF32=1), summing in another order
+ * than the CPU, so features match the CPU's closely but not bit for bit
+ * (tests/cuda/cuda_inception.c bounds the difference).
  */
 #ifndef LDM_MODELS_INCEPTION_H
 #define LDM_MODELS_INCEPTION_H
@@ -42,10 +48,11 @@ struct ldm_inception;
 typedef int (*ldm_inception_get_fn)(void *user, const char *name, int ndim,
                                     const int64_t *shape, float *dst);
 
-/* Build the network on ctx (a CPU context, kept open by the caller until
+/* Build the network on ctx (any backend; kept open by the caller until
  * ldm_inception_close) with weights from get(user, ...), folding the
- * BatchNorms as described above. *out is the caller's. Returns 0,
- * LDM_EUNSUPPORTED (not a CPU context), LDM_ENOMEM, or what get returns. */
+ * BatchNorms on the host as described above and uploading the result.
+ * *out is the caller's. Returns 0, LDM_ENOMEM (host or backend memory),
+ * LDM_EIO (an upload failed), or what get returns. */
 int ldm_inception_open(struct ldm_inception **out, struct ldm_ctx *ctx, ldm_inception_get_fn get,
                        void *user);
 
@@ -63,8 +70,9 @@ int ldm_inception_open_safetensors(struct ldm_inception **out, struct ldm_ctx *c
 int ldm_inception_open_file(struct ldm_inception **out, struct ldm_ctx *ctx, const char *path);
 
 /* torch-fidelity's "logits_unbiased": out (N, 1008) = pool3 (N, 2048) · fc.weightᵀ, no
- * bias (host memory; the model's CPU context computes it). Returns 0, LDM_EINVAL or an
- * op's error. */
+ * bias. pool3 and out are host arrays (the caller's); the model's context computes
+ * the product, rows going up and down in passes through its activation memory.
+ * Returns 0, LDM_EINVAL (N < 1) or an op's or a copy's error. */
 int ldm_inception_logits_unbiased(struct ldm_inception *m, const float *pool3, int64_t N,
                                   float *out);
 
@@ -74,8 +82,10 @@ void ldm_inception_close(struct ldm_inception **m);
 /* images: N×3×H×W float32 in [0,1] (host memory, the caller's). Writes
  * pool3 (N×2048) and, when logits is not NULL, logits (N×1008), both host
  * float32 arrays the caller owns. Images go through in chunks of
- * LDM_INCEPTION_CHUNK. Returns 0, LDM_EINVAL (N, H or W < 1; H or W above
- * 4096), LDM_ENOMEM or an op's error. */
+ * LDM_INCEPTION_CHUNK, each uploaded to the context and its results
+ * downloaded. The first call at an input size (and chunk size) plans the
+ * ops and grows the context's workspace to fit. Returns 0, LDM_EINVAL (N,
+ * H or W < 1; H or W above 4096), LDM_ENOMEM or an op's or a copy's error. */
 int ldm_inception_forward(struct ldm_inception *m, const float *images, int64_t N, int64_t H,
                           int64_t W, float *pool3, float *logits);
 

@@ -239,19 +239,31 @@ static void input_shapes(struct ldm_unet *u, int64_t N, int64_t H, int64_t W, in
 
 /* The inputs, the network, the loss target and the loss in one walk: declaring the
  * parameters, counting the activations into *nacts (MEASURE), or recording the ops over
- * activations tagged by tags[0 .. *nacts − 1] (RECORD; *nacts becomes the count made). */
+ * activations tagged by tags[0 .. *nacts − 1] (RECORD; *nacts becomes the count made).
+ * Timesteps, time ids, the target, the loss and its weights are F32; the other inputs
+ * are in the compute dtype. With a reduced one the prediction gets an F32 copy for the
+ * loss (pred) and a buffer for that copy's gradient (dpred). */
 static int walk(struct ldm_unet *u, int mode, char *tags, size_t *nacts)
 {
     struct ug g = {.u = u, .mode = mode, .tags = tags, .ntags = *nacts, .seg = -1};
     struct ldm_tensor *in[] = {&u->sample, &u->tsteps, &u->ehs, &u->text, &u->tids};
-    for (size_t i = 0; i < sizeof in / sizeof in[0]; i++)
-        *in[i] = ug_act(&g, in[i]->ndim, in[i]->shape);
+    for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) {
+        int f32 = in[i] == &u->tsteps || in[i] == &u->tids;
+        *in[i] = f32 ? ug_act32(&g, in[i]->ndim, in[i]->shape)
+                     : ug_act(&g, in[i]->ndim, in[i]->shape);
+    }
     int rc = ug_network(&g);
     if (rc)
         return rc;
-    u->target = ug_act(&g, u->out.ndim, u->out.shape);
-    u->loss = ug_actv(&g, 1);
-    u->weights = ug_actv(&g, u->out.shape[0]);
+    u->target = ug_act32(&g, u->out.ndim, u->out.shape);
+    u->loss = ug_actv32(&g, 1);
+    u->weights = ug_actv32(&g, u->out.shape[0]);
+    u->pred = u->out;
+    u->dpred = ldm_tensor_view(NULL, LDM_DT_F32, 0, NULL);
+    if (u->cparams) {
+        u->pred = ug_act32(&g, u->out.ndim, u->out.shape);
+        u->dpred = ug_act32(&g, u->out.ndim, u->out.shape);
+    }
     if (g.err)
         return g.err;
     if (mode != UG_DECLARE && g.cursor != u->nparams)
@@ -283,6 +295,7 @@ int ldm_unet_create(struct ldm_unet **out, struct ldm_ctx *ctx, const struct ldm
         return ldm_fail(LDM_ENOMEM, "unet: out of memory");
     u->ctx = ctx;
     u->cfg = *cfg;
+    u->cdt = LDM_DT_F32;
     u->scratch_seg = -1;
     int64_t side = (int64_t)1 << (cfg->nblocks - 1);
     input_shapes(u, 1, side, side, 1);
@@ -316,12 +329,23 @@ static void free_acts(struct ldm_unet *u)
     u->scratch_seg = -1;
 }
 
+/* The compute copies of a reduced compute dtype. */
+static void free_compute(struct ldm_unet *u)
+{
+    ldm_arena_free(&u->pc);
+    ldm_arena_free(&u->gc);
+    free(u->cparams);
+    u->cparams = NULL;
+    u->cdt = LDM_DT_F32;
+}
+
 void ldm_unet_free(struct ldm_unet **pu)
 {
     struct ldm_unet *u = *pu;
     if (!u)
         return;
     free_acts(u);
+    free_compute(u);
     ldm_arena_free(&u->pa);
     ldm_arena_free(&u->ga);
     for (size_t i = 0; i < u->nparams; i++)
@@ -447,7 +471,7 @@ static int plan(struct ldm_unet *u)
     ldm_ctx_plan_begin(u->ctx);
     int rc = ug_run_forward(u);
     if (!rc)
-        rc = ldm_mse_loss_forward(u->ctx, &u->loss, &u->out, &u->target, NULL);
+        rc = ldm_mse_loss_forward(u->ctx, &u->loss, &u->pred, &u->target, NULL);
     if (!rc)
         rc = ug_run_backward(u, 1.0f);
     ldm_ctx_plan_end(u->ctx, &need);
@@ -505,14 +529,36 @@ int ldm_unet_prepare(struct ldm_unet *u, int64_t N, int64_t H, int64_t W, int64_
     return 0;
 }
 
+/* Copy an F32 host input into t, converting it to t's dtype on the way. */
 static int upload(struct ldm_unet *u, const struct ldm_tensor *t, const float *src,
                   const char *what)
 {
-    if (ldm_tensor_numel(t) == 0)
+    size_t n = ldm_tensor_numel(t);
+    if (n == 0)
         return 0;
     if (!src)
         return ldm_fail(LDM_EINVAL, "unet: input %s is missing", what);
-    return ldm_ctx_upload(u->ctx, t->data, src, ldm_tensor_nbytes(t));
+    if (t->dtype == LDM_DT_F32)
+        return ldm_ctx_upload(u->ctx, t->data, src, ldm_tensor_nbytes(t));
+    void *buf = malloc(ldm_tensor_nbytes(t));
+    int rc = buf ? ldm_convert(buf, t->dtype, src, LDM_DT_F32, n)
+                 : ldm_fail(LDM_ENOMEM, "unet: out of memory converting input %s", what);
+    if (!rc)
+        rc = ldm_ctx_upload(u->ctx, t->data, buf, ldm_tensor_nbytes(t));
+    free(buf);
+    return rc;
+}
+
+/* With a reduced compute dtype: the F32 master parameters into their compute copies
+ * (once per forward, as the optimizer may have moved them). */
+static int cast_params(struct ldm_unet *u)
+{
+    if (!u->cparams)
+        return 0;
+    int64_t n = (int64_t)(u->pa.bytes / sizeof(float));
+    struct ldm_tensor p32 = ldm_tensor_view(u->pa.base, LDM_DT_F32, 1, &n);
+    struct ldm_tensor pc = ldm_tensor_view(u->pc.base, u->cdt, 1, &n);
+    return ldm_cast(u->ctx, &pc, &p32, 1.0f, 0);
 }
 
 int ldm_unet_forward(struct ldm_unet *u, const struct ldm_unet_inputs *in, float *out_host)
@@ -525,9 +571,12 @@ int ldm_unet_forward(struct ldm_unet *u, const struct ldm_unet_inputs *in, float
     if (!rc) rc = upload(u, &u->ehs, in->encoder_hidden_states, "encoder_hidden_states");
     if (!rc) rc = upload(u, &u->text, in->text_embeds, "text_embeds");
     if (!rc) rc = upload(u, &u->tids, in->time_ids, "time_ids");
+    if (!rc) rc = cast_params(u);
     if (!rc) rc = ug_run_forward(u);
+    if (!rc && u->cparams)
+        rc = ldm_cast(u->ctx, &u->pred, &u->out, 1.0f, 0);
     if (!rc && out_host)
-        rc = ldm_ctx_download(u->ctx, out_host, u->out.data, ldm_tensor_nbytes(&u->out));
+        rc = ldm_ctx_download(u->ctx, out_host, u->pred.data, ldm_tensor_nbytes(&u->pred));
     u->have_out = rc == 0;
     return rc;
 }
@@ -547,7 +596,7 @@ int ldm_unet_loss_weighted(struct ldm_unet *u, const float *target_host,
     if (!rc && weights_host)
         rc = upload(u, &u->weights, weights_host, "weights");
     if (!rc)
-        rc = ldm_mse_loss_forward(u->ctx, &u->loss, &u->out, &u->target,
+        rc = ldm_mse_loss_forward(u->ctx, &u->loss, &u->pred, &u->target,
                                   u->weighted ? &u->weights : NULL);
     if (!rc)
         rc = ldm_ctx_download(u->ctx, loss, u->loss.data, sizeof *loss);
@@ -575,6 +624,49 @@ int ldm_unet_backward_accumulate(struct ldm_unet *u, float dloss)
 int ldm_unet_zero_grad(struct ldm_unet *u)
 {
     return ldm_arena_zero(&u->ga);
+}
+
+/* The table in dtype over an arena of half pa's bytes: each element at half its offset. */
+static int alloc_compute(struct ldm_unet *u, int dtype)
+{
+    u->cparams = calloc(u->nparams ? u->nparams : 1, sizeof *u->cparams);
+    if (!u->cparams)
+        return ldm_fail(LDM_ENOMEM, "unet: out of memory for the compute parameter table");
+    int rc = arena_of(u, &u->pc, u->pa.bytes / 2, "unet compute parameters");
+    if (!rc)
+        rc = arena_of(u, &u->gc, u->pa.bytes / 2, "unet compute gradients");
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < u->nparams; i++) {
+        u->cparams[i] = u->params[i];
+        u->cparams[i].dtype = dtype;
+        u->cparams[i].data = (char *)u->pc.base +
+                             ((const char *)u->params[i].data - (const char *)u->pa.base) / 2;
+    }
+    u->cdt = dtype;
+    return 0;
+}
+
+int ldm_unet_set_precision(struct ldm_unet *u, int dtype)
+{
+    if (dtype != LDM_DT_F32 && dtype != LDM_DT_F16 && dtype != LDM_DT_BF16)
+        return ldm_fail(LDM_EINVAL, "unet: compute dtype %s is not F32, F16 or BF16",
+                        ldm_dtype_name(dtype) ? ldm_dtype_name(dtype) : "?");
+    if (dtype == u->cdt)
+        return 0;
+    free_acts(u);
+    free_compute(u);
+    int rc = dtype == LDM_DT_F32 ? 0 : alloc_compute(u, dtype);
+    if (rc) {
+        free_compute(u);
+        return rc;
+    }
+    return u->N ? ldm_unet_prepare(u, u->N, u->H, u->W, u->L) : 0;
+}
+
+int ldm_unet_get_precision(const struct ldm_unet *u)
+{
+    return u->cdt;
 }
 
 int ldm_unet_set_checkpointing(struct ldm_unet *u, int on)
@@ -623,6 +715,7 @@ int ldm_unet_param(const struct ldm_unet *u, size_t i, struct ldm_tensor *param,
 void ldm_unet_memory(const struct ldm_unet *u, struct ldm_unet_mem *m)
 {
     m->params = u->pa.bytes;
+    m->compute = u->pc.bytes + u->gc.bytes;
     m->acts = u->aa.bytes;
     m->act_grads = u->gaa.bytes;
     m->workspace = u->ctx->ws_bytes;

@@ -28,7 +28,8 @@
  * UpBlock2D, conv or linear transformer projections, per-block heads (diffusers'
  * attention_head_dim, which it uses as the number of heads, or num_attention_heads),
  * per-block transformer_layers_per_block, addition_embed_type "text_time" (SDXL).
- * The CPU backend computes in F32; weights may be stored as F32, F16 or BF16.
+ * The CPU backend computes in F32 (reduced precision emulated); weights may be stored as
+ * F32, F16 or BF16.
  */
 #ifndef LDM_MODELS_UNET_H
 #define LDM_MODELS_UNET_H
@@ -104,6 +105,25 @@ int ldm_unet_load_dir(struct ldm_unet *u, const char *dir);
  * LDM_ENOMEM, or an op's error from planning. */
 int ldm_unet_prepare(struct ldm_unet *u, int64_t N, int64_t H, int64_t W, int64_t L);
 
+/* Mixed precision: compute in `dtype` — LDM_DT_F32 (the default), or LDM_DT_BF16 /
+ * LDM_DT_F16 with F32 master weights, as torch.autocast does for diffusers' training
+ * scripts. The parameter and gradient arenas stay F32 (what the optimizer, EMA,
+ * all-reduce and checkpoints see); two more arenas hold the parameters and their
+ * gradients in `dtype`, each element at half its byte offset in the F32 ones. Each
+ * forward first casts the F32 parameters into the compute copies (the optimizer moves
+ * them between passes); activations are in `dtype`, while normalisation statistics,
+ * attention's log-sum-exp, timesteps, time ids, the target, the loss and its weights
+ * stay F32, and the prediction is cast to F32 for the loss (diffusers'
+ * model_pred.float()). The backward adds the compute gradients into the F32 ones, each
+ * stretch as it becomes final (before the gradient hook sees it) or all at the end.
+ * The loss scale for F16 is the caller's: pass it as dloss and unscale the F32
+ * gradients. Backends without native reduced-precision ops emulate them (backend.h:
+ * `emulated`; the CPU backend). Takes effect at once: a prepared model is prepared
+ * again at the same sizes. Returns 0, LDM_EINVAL (another dtype), LDM_ENOMEM or
+ * ldm_unet_prepare's codes. */
+int ldm_unet_set_precision(struct ldm_unet *u, int dtype);
+int ldm_unet_get_precision(const struct ldm_unet *u);
+
 /* Gradient checkpointing on (on != 0) or off (the default). It takes effect at the
  * next ldm_unet_prepare; on a prepared model it prepares again at the same sizes
  * (the last forward and loss are then gone). Returns 0 or ldm_unet_prepare's codes. */
@@ -165,7 +185,11 @@ int ldm_unet_param(const struct ldm_unet *u, size_t i, struct ldm_tensor *param,
  * for backward (with checkpointing: those kept plus the scratch region), their
  * gradients, and the workspace reserved; the ops recorded and the checkpointed
  * segments (0: checkpointing off). */
-struct ldm_unet_mem { size_t params, acts, act_grads, workspace; size_t nodes, segments; };
+struct ldm_unet_mem {
+    size_t params, acts, act_grads, workspace;
+    size_t compute; /* mixed precision: the parameters and gradients in the compute dtype */
+    size_t nodes, segments;
+};
 void ldm_unet_memory(const struct ldm_unet *u, struct ldm_unet_mem *m);
 
 #endif

@@ -62,8 +62,8 @@ struct ldm_tensor ug_group_norm(struct ug *g, const char *pre, struct ldm_tensor
     n->t[4] = ug_paramv(g, pre, "weight", C);
     n->t[5] = ug_paramv(g, pre, "bias", C);
     n->t[3] = x;
-    n->t[1] = ug_actv(g, N, G);                   /* mean (N, G) */
-    n->t[2] = ug_actv(g, N, G);                   /* rstd (N, G) */
+    n->t[1] = ug_actv32(g, N, G);                 /* mean (N, G) */
+    n->t[2] = ug_actv32(g, N, G);                 /* rstd (N, G) */
     n->t[0] = ug_act(g, x.ndim, x.shape);
     n->o.norm = (struct ldm_norm_opts){(int)G, eps, silu};
     return n->t[0];
@@ -77,8 +77,8 @@ static struct ldm_tensor layer_norm(struct ug *g, const char *pre, struct ldm_te
     n->t[4] = ug_paramv(g, pre, "weight", D);
     n->t[5] = ug_paramv(g, pre, "bias", D);
     n->t[3] = x;
-    n->t[1] = ug_actv(g, N * L);                  /* mean (N·L) */
-    n->t[2] = ug_actv(g, N * L);                  /* rstd (N·L) */
+    n->t[1] = ug_actv32(g, N * L);                /* mean (N·L) */
+    n->t[2] = ug_actv32(g, N * L);                /* rstd (N·L) */
     n->t[0] = ug_actv(g, N, L, D);
     n->o.norm = (struct ldm_norm_opts){1, 1e-5f, 0};
     return n->t[0];
@@ -197,7 +197,7 @@ static struct ldm_tensor attention(struct ug *g, const char *pre, struct ldm_ten
     n->t[2] = q;
     n->t[3] = k;
     n->t[4] = v;
-    n->t[1] = ug_actv(g, N, heads, Lq);                    /* lse (N, heads, Lq) */
+    n->t[1] = ug_actv32(g, N, heads, Lq);                  /* lse (N, heads, Lq) */
     n->t[0] = ug_actv(g, N, Lq, D);                        /* (N, Lq, D) */
     n->o.attn = (struct ldm_attn_opts){.heads = heads, .upcast = g->u->cfg.upcast_attention};
     struct ldm_tensor o = n->t[0];

@@ -110,20 +110,21 @@ int ug_grad_zero(struct ldm_unet *u, size_t step, size_t *cursor)
 }
 
 /* Point *gt at the gradient of t, whose buffer is bufs[buf] (UG_NONE: t is not an
- * activation): its slot for an activation, the same offset in the gradient arena for a
- * parameter; NULL when it has none. */
+ * activation): its slot for an activation, the same offset in the (compute) gradient
+ * arena for a parameter; NULL when it has none. */
 const struct ldm_tensor *ug_grad_of(const struct ldm_unet *u, const struct ldm_tensor *t,
                                    size_t buf, struct ldm_tensor *gt)
 {
-    const char *p = t->data, *pb = u->pa.base;
+    const struct ldm_arena *pa = ug_cparams(u);
+    const char *p = t->data, *pb = pa->base;
     const struct ug_buf *x = buf != NONE ? &u->bufs[buf] : NULL;
     if (x && x->goff == NONE)
         return NULL;
     *gt = *t;
     if (x)
         gt->data = (char *)u->gaa.base + x->goff;
-    else if (p && pb && p >= pb && p < pb + u->pa.bytes)
-        gt->data = (char *)u->ga.base + (p - pb);
+    else if (p && pb && p >= pb && p < pb + pa->bytes)
+        gt->data = (char *)ug_cgrads(u)->base + (p - pb);
     else
         return NULL;
     return gt;

@@ -81,14 +81,16 @@ struct ldm_tensor ug_param(struct ug *g, const char *prefix, const char *leaf, i
                           g->cursor);
         return bad;
     }
-    return g->u->params[g->cursor++];
+    struct ldm_unet *u = g->u;
+    size_t i = g->cursor++;
+    return u->cparams ? u->cparams[i] : u->params[i];
 }
 
-/* A new activation of this shape: counted (MEASURE), or a new buffer whose data
- * points at its tag until ug_relocate (RECORD). */
-struct ldm_tensor ug_act(struct ug *g, int ndim, const int64_t *shape)
+/* A new activation of this shape and dtype: counted (MEASURE), or a new buffer whose
+ * data points at its tag until ug_relocate (RECORD). */
+static struct ldm_tensor act_of(struct ug *g, int dtype, int ndim, const int64_t *shape)
 {
-    struct ldm_tensor t = ldm_tensor_view(NULL, LDM_DT_F32, ndim, shape);
+    struct ldm_tensor t = ldm_tensor_view(NULL, dtype, ndim, shape);
     if (g->mode == UG_DECLARE)
         return t;
     size_t k = g->nacts++;
@@ -101,6 +103,18 @@ struct ldm_tensor ug_act(struct ug *g, int ndim, const int64_t *shape)
         t.data = g->err ? NULL : g->tags + k;
     }
     return t;
+}
+
+/* An activation in the compute dtype. */
+struct ldm_tensor ug_act(struct ug *g, int ndim, const int64_t *shape)
+{
+    return act_of(g, g->u->cdt, ndim, shape);
+}
+
+/* An F32 activation whatever the compute dtype: saved statistics, timesteps, the loss. */
+struct ldm_tensor ug_act32(struct ug *g, int ndim, const int64_t *shape)
+{
+    return act_of(g, LDM_DT_F32, ndim, shape);
 }
 
 /* The same memory under another shape of as many elements. */
@@ -219,8 +233,9 @@ void ug_relocate(struct ldm_unet *u, const char *tags, size_t ntags)
         for (int s = 0; s < UG_SLOTS; s++)
             if (u->nodes[i].buf[s] != UG_NONE)
                 u->nodes[i].t[s].data = base + u->bufs[u->nodes[i].buf[s]].off;
-    struct ldm_tensor *named[] = {&u->sample, &u->tsteps, &u->ehs,  &u->text,   &u->tids,
-                                  &u->out,    &u->target, &u->loss, &u->weights};
+    struct ldm_tensor *named[] = {&u->sample, &u->tsteps, &u->ehs,  &u->text,    &u->tids,
+                                  &u->out,    &u->target, &u->loss, &u->weights, &u->pred,
+                                  &u->dpred};
     for (size_t i = 0; i < sizeof named / sizeof named[0]; i++) {
         size_t k = tag_of(tags, ntags, named[i]);
         if (k != UG_NONE)
@@ -339,20 +354,66 @@ static int recompute(struct ldm_unet *u, size_t last)
     return 0;
 }
 
-/* The loss's backward (scaled by dloss), then the ops' backwards in reverse order,
- * each activation gradient zeroed just before it first receives, each checkpointed
- * segment recomputed before its last op's backward (unless the scratch region still
- * holds it). Parameter gradients are added to (the caller zeroes them). */
+const struct ldm_arena *ug_cparams(const struct ldm_unet *u)
+{
+    return u->cparams ? &u->pc : &u->pa;
+}
+
+const struct ldm_arena *ug_cgrads(const struct ldm_unet *u)
+{
+    return u->cparams ? &u->gc : &u->ga;
+}
+
+/* The parameter gradients at byte offsets from .. to of the F32 arena ga are final:
+ * with a reduced compute dtype, add their compute copies (at half the offsets in gc)
+ * into them; then tell the hook. */
+static int grads_final(struct ldm_unet *u, size_t from, size_t to)
+{
+    int rc = 0;
+    if (u->cparams && to > from) {
+        int64_t n = (int64_t)((to - from) / sizeof(float));
+        struct ldm_tensor g32 = ldm_tensor_view((char *)u->ga.base + from, LDM_DT_F32, 1, &n);
+        struct ldm_tensor gc = ldm_tensor_view((char *)u->gc.base + from / 2, u->cdt, 1, &n);
+        rc = ldm_cast(u->ctx, &g32, &gc, 1.0f, 1);
+    }
+    if (!rc && u->hook)
+        u->hook(u->hook_arg, from);
+    return rc;
+}
+
+/* The loss's backward (scaled by dloss) into the prediction's gradient: directly, or
+ * through the F32 copy with a reduced compute dtype. */
+static int loss_backward(struct ldm_unet *u, float dloss)
+{
+    struct ldm_tensor dout;
+    const struct ldm_tensor *g = ug_grad_of(u, &u->out, u->out_buf, &dout);
+    const struct ldm_tensor *w = u->weighted ? &u->weights : NULL;
+    if (!u->cparams)
+        return ldm_mse_loss_backward(u->ctx, g, NULL, dloss, &u->out, &u->target, w);
+    size_t nb = ldm_tensor_nbytes(&u->dpred);
+    int rc = u->ctx->planning ? 0 : ldm_ctx_zero(u->ctx, u->dpred.data, nb);
+    if (!rc)
+        rc = ldm_mse_loss_backward(u->ctx, &u->dpred, NULL, dloss, &u->pred, &u->target, w);
+    if (!rc && g)
+        rc = ldm_cast(u->ctx, g, &u->dpred, 1.0f, 0);
+    return rc;
+}
+
+/* The loss's backward, then the ops' backwards in reverse order, each activation
+ * gradient zeroed just before it first receives, each checkpointed segment recomputed
+ * before its last op's backward (unless the scratch region still holds it). Parameter
+ * gradients are added to (the caller zeroes them); with a hook they are handed over
+ * stretch by stretch as they become final, else at the end. */
 int ug_run_backward(struct ldm_unet *u, float dloss)
 {
     size_t cursor = 0;
-    struct ldm_tensor dout;
-    int have = u->scratch_seg;
+    int have = u->scratch_seg, live = !u->ctx->planning;
     u->scratch_seg = -1;
     int rc = ug_grad_zero(u, u->nnodes, &cursor);
+    if (!rc && u->cparams && live)
+        rc = ldm_arena_zero(&u->gc);
     if (!rc)
-        rc = ldm_mse_loss_backward(u->ctx, ug_grad_of(u, &u->out, u->out_buf, &dout), NULL,
-                                   dloss, &u->out, &u->target, u->weighted ? &u->weights : NULL);
+        rc = loss_backward(u, dloss);
     size_t told = u->ga.bytes;
     for (size_t i = u->nnodes; !rc && i-- > 0;) {
         int seg = u->nodes[i].seg;
@@ -364,26 +425,30 @@ int ug_run_backward(struct ldm_unet *u, float dloss)
             rc = ug_grad_zero(u, i, &cursor);
         if (!rc)
             rc = bwd(u, &u->nodes[i]);
-        if (!rc && u->hook && !u->ctx->planning && u->ready[i] < told)
-            u->hook(u->hook_arg, told = u->ready[i]);
+        if (!rc && u->hook && live && u->ready[i] < told) {
+            rc = grads_final(u, u->ready[i], told);
+            told = u->ready[i];
+        }
     }
-    if (!rc && u->hook && !u->ctx->planning && told > 0)
-        u->hook(u->hook_arg, 0);
-    if (!rc && !u->ctx->planning)
+    if (!rc && live && told > 0 && (u->hook || u->cparams))
+        rc = grads_final(u, 0, told);
+    if (!rc && live)
         u->scratch_seg = have;
     return rc;
 }
 
-/* The parameter index of a tensor that lies in the parameter arena, or -1. */
+/* The parameter index of a tensor that lies in the (compute) parameter arena, or -1. */
 static long param_of(const struct ldm_unet *u, const struct ldm_tensor *t)
 {
-    const char *p = t->data, *b = u->pa.base;
-    if (!p || !b || p < b || p >= b + u->pa.bytes)
+    const struct ldm_arena *a = ug_cparams(u);
+    const char *p = t->data, *b = a->base, *pb = u->pa.base;
+    if (!p || !b || p < b || p >= b + a->bytes)
         return -1;
+    size_t off = (size_t)(p - b) * (u->cparams ? 2 : 1); /* its offset in pa */
     size_t lo = 0, hi = u->nparams;
     while (hi - lo > 1) { /* the table is in arena order */
         size_t mid = (lo + hi) / 2;
-        if ((const char *)u->params[mid].data <= p)
+        if ((size_t)((const char *)u->params[mid].data - pb) <= off)
             lo = mid;
         else
             hi = mid;

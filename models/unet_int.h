@@ -77,7 +77,11 @@ struct ldm_unet {
     struct ldm_tensor *params; /* the table, diffusers names (owned copies) */
     struct ldm_tensor *grads;  /* same shapes, in the gradient arena */
     size_t nparams, cap_params;
-    struct ldm_arena pa, ga;   /* parameters, their gradients */
+    struct ldm_arena pa, ga;   /* parameters, their gradients (F32: the master copy) */
+    int cdt;                   /* the compute dtype: F32, or F16 / BF16 (mixed precision) */
+    struct ldm_arena pc, gc;   /* reduced cdt: the parameters and their gradients in cdt, each
+                                * element at half its byte offset in pa / ga */
+    struct ldm_tensor *cparams; /* reduced cdt: the table in cdt, pointing into pc */
     struct ldm_arena aa, gaa;  /* activations, their gradients */
     struct ug_node *nodes;
     size_t nnodes, cap_nodes;
@@ -91,6 +95,8 @@ struct ldm_unet {
     size_t nzero;
     /* the prepared inputs and output, in aa */
     struct ldm_tensor sample, tsteps, ehs, text, tids, out, target, loss, weights;
+    struct ldm_tensor pred, dpred; /* the prediction in F32 for the loss, and its gradient: out
+                                    * itself in F32; with a reduced cdt two F32 buffers */
     int weighted; /* the last loss used per-sample weights */
     size_t *ready;  /* [nnodes]: after node i's backward, gradients from byte ready[i] on are final */
     ldm_unet_grad_hook hook;
@@ -103,6 +109,7 @@ struct ldm_unet {
 struct ldm_tensor ug_param(struct ug *g, const char *prefix, const char *leaf, int ndim,
                            const int64_t *shape);
 struct ldm_tensor ug_act(struct ug *g, int ndim, const int64_t *shape);
+struct ldm_tensor ug_act32(struct ug *g, int ndim, const int64_t *shape);
 struct ldm_tensor ug_view(struct ldm_tensor x, int ndim, const int64_t *shape);
 struct ug_node *ug_node(struct ug *g, int op);
 void ug_seg_begin(struct ug *g);
@@ -111,6 +118,8 @@ int ug_layout(struct ldm_unet *u, const char *tags, size_t ntags, size_t *bytes)
 void ug_relocate(struct ldm_unet *u, const char *tags, size_t ntags);
 int ug_run_forward(struct ldm_unet *u);
 int ug_run_backward(struct ldm_unet *u, float dloss);
+const struct ldm_arena *ug_cparams(const struct ldm_unet *u);
+const struct ldm_arena *ug_cgrads(const struct ldm_unet *u);
 
 /* unet_grad.c: the activation-gradient layout (after RECORD) and its use. */
 int ug_grad_plan(struct ldm_unet *u, size_t *bytes);
@@ -121,6 +130,7 @@ const struct ldm_tensor *ug_grad_of(const struct ldm_unet *u, const struct ldm_t
 
 #define UG_SHAPE(...) (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]){__VA_ARGS__}
 #define ug_actv(g, ...) ug_act((g), UG_SHAPE(__VA_ARGS__))
+#define ug_actv32(g, ...) ug_act32((g), UG_SHAPE(__VA_ARGS__))
 #define ug_paramv(g, prefix, leaf, ...) ug_param((g), (prefix), (leaf), UG_SHAPE(__VA_ARGS__))
 #define ug_viewv(x, ...) ug_view((x), UG_SHAPE(__VA_ARGS__))
 

@@ -38,7 +38,8 @@
  *    (workspace too small, token id out of range); a backend's own failure
  *    (LDM_EIO with the driver's message).
  *  - A context computes one op at a time (an op may use every thread the
- *    context has); use one context per thread that computes. The CPU
+ *    context has); use one context per thread that computes. A context may move
+ *    between threads (the backend's bind entry makes its device current). The CPU
  *    backend sets OpenBLAS's process-wide thread count, so two CPU contexts
  *    computing at once in one process share OpenBLAS's threads.
  *  - Ops return when their results are ready to be read by the next op of
@@ -230,6 +231,7 @@ enum ldm_act {
     LDM_ACT_GELU,       /* 0.5·x·(1 + erf(x/√2)) */
     LDM_ACT_GELU_TANH,  /* 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) */
     LDM_ACT_QUICK_GELU, /* x·σ(1.702·x) (CLIP) */
+    LDM_ACT_RELU,       /* max(x, 0); the gradient at 0 is 0 (torch) */
     LDM_ACT_COUNT
 };
 int ldm_act_forward(struct ldm_ctx *c, int act, const struct ldm_tensor *y,
@@ -361,6 +363,19 @@ int ldm_add_bcast_forward(struct ldm_ctx *c, const struct ldm_tensor *y, const s
                           const struct ldm_tensor *v);
 int ldm_add_bcast_backward(struct ldm_ctx *c, const struct ldm_tensor *dx,
                            const struct ldm_tensor *dv, const struct ldm_tensor *dy);
+
+/* ---- dtype conversion ---------------------------------------------------------------------------
+ *
+ * cast: x and y any float dtypes (F32, F16, BF16), the same number of elements
+ * (shapes may differ): y = alpha·x, or y += alpha·x with accumulate, computed in
+ * F32 and rounded to y's dtype (nearest even; F16 overflow gives ±inf, NaN stays
+ * NaN). Mixed precision moves F32 master weights into the compute dtype, the
+ * compute gradients back into the F32 gradients, and a prediction into F32 for
+ * the loss with it. alpha 0 means 1. y must not overlap x unless they are the
+ * same memory of one dtype.
+ */
+int ldm_cast(struct ldm_ctx *c, const struct ldm_tensor *y, const struct ldm_tensor *x,
+             float alpha, int accumulate);
 
 /* ---- embeddings ---------------------------------------------------------------------------------
  *
@@ -502,7 +517,7 @@ enum ldm_op {
     LDM_OP_TRANSPOSE_BWD, LDM_OP_ADD_FWD, LDM_OP_ADD_BWD, LDM_OP_ADD_BCAST_FWD,
     LDM_OP_ADD_BCAST_BWD, LDM_OP_TEMB, LDM_OP_EMBEDDING_FWD, LDM_OP_EMBEDDING_BWD,
     LDM_OP_MSE_FWD, LDM_OP_MSE_BWD, LDM_OP_CLIP_NORM, LDM_OP_ADAMW, LDM_OP_ADAMW8,
-    LDM_OP_EMA,
+    LDM_OP_EMA, LDM_OP_CAST,
     LDM_OP_COUNT
 };
 
@@ -556,6 +571,9 @@ struct ldm_train_dims {
     double decay; /* ema: as a Python float; 1 − decay is rounded to F32 as torch does */
     int dtype;
 };
+
+/* cast: n elements from xdtype to ydtype (dtype = ydtype). */
+struct ldm_cast_dims { int64_t n; int xdtype, ydtype; float alpha; int accumulate; int dtype; };
 
 struct ldm_backend {
     const char *name; /* "cpu", "cuda" */
@@ -669,6 +687,17 @@ struct ldm_backend {
                   const float *grad, uint8_t *m_q, uint8_t *v_q, float *m_absmax,
                   float *v_absmax);
     int (*ema)(struct ldm_ctx *c, const struct ldm_train_dims *d, float *ema, const float *param);
+    int (*cast)(struct ldm_ctx *c, const struct ldm_cast_dims *d, void *y, const void *x);
+    /* bit (1u << dtype) for each float dtype the op wrappers accept by converting
+     * to F32 around the backend's F32 entries (ops_emu.c): the CPU backend's F16
+     * and BF16, so that reduced-precision models run (slowly) and can be checked
+     * where there is no GPU. Outputs are rounded to their dtype as a reduced-
+     * precision kernel stores them. */
+    unsigned emulated;
+    /* Make c's device the calling thread's current one (NULL: nothing to do). The op
+     * wrappers and the ldm_ctx_* memory calls call it first, so a context may be used
+     * from any thread (one at a time), whatever device that thread used before. */
+    int (*bind)(struct ldm_ctx *c);
 };
 
 /* The CPU backend (nn/cpu/). */

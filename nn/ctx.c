@@ -50,6 +50,7 @@ static const char *const op_names[LDM_OP_COUNT] = {
     [LDM_OP_CLIP_NORM] = "clip_grad_norm",
     [LDM_OP_ADAMW] = "adamw_step",
     [LDM_OP_ADAMW8] = "adamw8_step",
+    [LDM_OP_CAST] = "cast",
     [LDM_OP_EMA] = "ema_update",
 };
 
@@ -162,33 +163,44 @@ void ldm_ctx_plan_end(struct ldm_ctx *c, size_t *bytes)
         *bytes = c->ws_need;
 }
 
+/* The context's device current on this thread (backend.h: bind). */
+static int bind(struct ldm_ctx *c)
+{
+    return c->be->bind ? c->be->bind(c) : 0;
+}
+
 int ldm_ctx_alloc(struct ldm_ctx *c, size_t bytes, void **p)
 {
-    return c->be->alloc(c, bytes, p);
+    int rc = bind(c);
+    return rc ? rc : c->be->alloc(c, bytes, p);
 }
 
 void ldm_ctx_free(struct ldm_ctx *c, void *p)
 {
-    if (p)
+    if (p && !bind(c))
         c->be->free(c, p);
 }
 
 int ldm_ctx_zero(struct ldm_ctx *c, void *p, size_t bytes)
 {
-    return bytes ? c->be->zero(c, p, bytes) : 0;
+    int rc = bytes ? bind(c) : 0;
+    return rc || !bytes ? rc : c->be->zero(c, p, bytes);
 }
 
 int ldm_ctx_upload(struct ldm_ctx *c, void *dst, const void *host_src, size_t bytes)
 {
-    return bytes ? c->be->upload(c, dst, host_src, bytes) : 0;
+    int rc = bytes ? bind(c) : 0;
+    return rc || !bytes ? rc : c->be->upload(c, dst, host_src, bytes);
 }
 
 int ldm_ctx_download(struct ldm_ctx *c, void *host_dst, const void *src, size_t bytes)
 {
-    return bytes ? c->be->download(c, host_dst, src, bytes) : 0;
+    int rc = bytes ? bind(c) : 0;
+    return rc || !bytes ? rc : c->be->download(c, host_dst, src, bytes);
 }
 
 int ldm_ctx_copy(struct ldm_ctx *c, void *dst, const void *src, size_t bytes)
 {
-    return bytes ? c->be->copy(c, dst, src, bytes) : 0;
+    int rc = bytes ? bind(c) : 0;
+    return rc || !bytes ? rc : c->be->copy(c, dst, src, bytes);
 }

@@ -28,6 +28,13 @@ int ldm_nccl_open(struct ldm_nccl **out, int rank, int world,
     return no_cuda();
 }
 
+int ldm_nccl_attach(struct ldm_nccl *nc, const struct ldm_ctx *ctx)
+{
+    (void)nc;
+    (void)ctx;
+    return no_cuda();
+}
+
 void ldm_nccl_close(struct ldm_nccl **nc)
 {
     if (nc)
@@ -65,6 +72,26 @@ int ldm_nccl_all_gather(struct ldm_nccl *nc, const float *send, float *recv, siz
     (void)send;
     (void)recv;
     (void)send_n;
+    (void)stream;
+    return no_cuda();
+}
+
+int ldm_nccl_reduce_scatter_at(struct ldm_nccl *nc, float *buf, const size_t *bound, int average,
+                               void *stream)
+{
+    (void)nc;
+    (void)buf;
+    (void)bound;
+    (void)average;
+    (void)stream;
+    return no_cuda();
+}
+
+int ldm_nccl_all_gather_at(struct ldm_nccl *nc, float *buf, const size_t *bound, void *stream)
+{
+    (void)nc;
+    (void)buf;
+    (void)bound;
     (void)stream;
     return no_cuda();
 }

@@ -53,7 +53,7 @@ static int linear_dims(struct opchk *k, struct ldm_linear_dims *d, const struct 
     if (w->shape[1] != d->Din)
         return opchk_fail(k, "%s has %lld inputs, x is %lld wide", ldm_tensor_label(w, "w"),
                           (long long)w->shape[1], (long long)d->Din);
-    d->dtype = k->dtype;
+    d->dtype = opchk_compute(k);
     CK(opchk_int(k, d->M, "rows"));
     CK(opchk_int(k, d->Din, "input width"));
     return opchk_int(k, d->Dout, "output width");
@@ -73,7 +73,8 @@ int ldm_linear_forward(struct ldm_ctx *c, const struct ldm_tensor *y, const stru
     CK(like_last(&k, y, "y", x, d.Dout));
     CK(OPCHK_SHAPE(&k, b, "b", d.Dout));
     GO(k, d, linear_fwd);
-    return c->be->linear_fwd(c, &d, y->data, x->data, w->data, opchk_ptr(b));
+    return opchk_end(&k, c->be->linear_fwd(c, &d, opchk_data(&k, y), opchk_data(&k, x),
+                                           opchk_data(&k, w), opchk_data(&k, b)));
 }
 
 int ldm_linear_backward(struct ldm_ctx *c, const struct ldm_tensor *dx, const struct ldm_tensor *dw,
@@ -95,8 +96,9 @@ int ldm_linear_backward(struct ldm_ctx *c, const struct ldm_tensor *dx, const st
     CK(same_as(&k, dw, "dw", w));
     CK(OPCHK_SHAPE(&k, db, "db", d.Dout));
     GO(k, d, linear_bwd);
-    return c->be->linear_bwd(c, &d, opchk_ptr(dx), opchk_ptr(dw), opchk_ptr(db), dy->data,
-                             x->data, w->data);
+    return opchk_end(&k, c->be->linear_bwd(c, &d, opchk_data(&k, dx), opchk_data(&k, dw),
+                                           opchk_data(&k, db), opchk_data(&k, dy),
+                                           opchk_data(&k, x), opchk_data(&k, w)));
 }
 
 /* ---- bmm ---------------------------------------------------------------------------- */
@@ -126,7 +128,7 @@ static int bmm_dims(struct opchk *k, struct ldm_bmm_dims *d, const struct ldm_te
     if (kb != d->K)
         return opchk_fail(k, "inner sizes differ: op(a) is %lldx%lld, op(b) %lldx%lld",
                           (long long)d->M, (long long)d->K, (long long)kb, (long long)d->N);
-    d->dtype = k->dtype;
+    d->dtype = opchk_compute(k);
     CK(opchk_int(k, d->M * d->K, "a's matrix size"));
     CK(opchk_int(k, d->K * d->N, "b's matrix size"));
     return opchk_int(k, d->M * d->N, "y's matrix size");
@@ -156,7 +158,8 @@ int ldm_bmm_forward(struct ldm_ctx *c, const struct ldm_tensor *y, const struct 
     CK(bmm_dims(&k, &d, a, bm, o));
     CK(bmm_out(&k, y, "y", a, &d));
     GO(k, d, bmm_fwd);
-    return c->be->bmm_fwd(c, &d, y->data, a->data, bm->data);
+    return opchk_end(
+        &k, c->be->bmm_fwd(c, &d, opchk_data(&k, y), opchk_data(&k, a), opchk_data(&k, bm)));
 }
 
 int ldm_bmm_backward(struct ldm_ctx *c, const struct ldm_tensor *da, const struct ldm_tensor *dbm,
@@ -176,7 +179,8 @@ int ldm_bmm_backward(struct ldm_ctx *c, const struct ldm_tensor *da, const struc
     CK(same_as(&k, da, "da", a));
     CK(same_as(&k, dbm, "db", bm));
     GO(k, d, bmm_bwd);
-    return c->be->bmm_bwd(c, &d, opchk_ptr(da), opchk_ptr(dbm), dy->data, a->data, bm->data);
+    return opchk_end(&k, c->be->bmm_bwd(c, &d, opchk_data(&k, da), opchk_data(&k, dbm),
+                                        opchk_data(&k, dy), opchk_data(&k, a), opchk_data(&k, bm)));
 }
 
 /* ---- conv2d -------------------------------------------------------------------------- */
@@ -206,7 +210,7 @@ static int conv_dims(struct opchk *k, struct ldm_conv2d_dims *d, const struct ld
                           (long long)d->R, (long long)d->S, (long long)hp, (long long)wp);
     d->Ho = (hp - d->R) / d->stride_h + 1;
     d->Wo = (wp - d->S) / d->stride_w + 1;
-    d->dtype = k->dtype;
+    d->dtype = opchk_compute(k);
     CK(opchk_int(k, d->C * d->R * d->S, "C·R·S"));
     CK(opchk_int(k, d->K, "output channels"));
     CK(opchk_int(k, d->H * d->W, "H·W"));
@@ -228,7 +232,8 @@ int ldm_conv2d_forward(struct ldm_ctx *c, const struct ldm_tensor *y, const stru
     CK(OPCHK_SHAPE(&k, y, "y", d.N, d.K, d.Ho, d.Wo));
     CK(OPCHK_SHAPE(&k, b, "b", d.K));
     GO(k, d, conv2d_fwd);
-    return c->be->conv2d_fwd(c, &d, y->data, x->data, w->data, opchk_ptr(b));
+    return opchk_end(&k, c->be->conv2d_fwd(c, &d, opchk_data(&k, y), opchk_data(&k, x),
+                                           opchk_data(&k, w), opchk_data(&k, b)));
 }
 
 int ldm_conv2d_backward(struct ldm_ctx *c, const struct ldm_tensor *dx, const struct ldm_tensor *dw,
@@ -251,8 +256,9 @@ int ldm_conv2d_backward(struct ldm_ctx *c, const struct ldm_tensor *dx, const st
     CK(same_as(&k, dw, "dw", w));
     CK(OPCHK_SHAPE(&k, db, "db", d.K));
     GO(k, d, conv2d_bwd);
-    return c->be->conv2d_bwd(c, &d, opchk_ptr(dx), opchk_ptr(dw), opchk_ptr(db), dy->data,
-                             x->data, w->data);
+    return opchk_end(&k, c->be->conv2d_bwd(c, &d, opchk_data(&k, dx), opchk_data(&k, dw),
+                                           opchk_data(&k, db), opchk_data(&k, dy),
+                                           opchk_data(&k, x), opchk_data(&k, w)));
 }
 
 /* ---- group norm and layer norm ---------------------------------------------------------- */
@@ -287,7 +293,7 @@ static int gn_dims(struct opchk *k, struct ldm_norm_dims *d, const struct ldm_te
         return opchk_fail(k, "eps must be >= 0");
     d->eps = o->eps;
     d->silu = o->silu != 0;
-    d->dtype = k->dtype;
+    d->dtype = opchk_compute(k);
     return 0;
 }
 
@@ -308,8 +314,9 @@ int ldm_group_norm_forward(struct ldm_ctx *c, const struct ldm_tensor *y,
     CK(opchk_f32(&k, rstd, "rstd", d.N * d.G));
     d.affine = gamma != NULL;
     GO(k, d, group_norm_fwd);
-    return c->be->group_norm_fwd(c, &d, y->data, mean->data, rstd->data, x->data,
-                                 opchk_ptr(gamma), opchk_ptr(beta));
+    return opchk_end(&k, c->be->group_norm_fwd(c, &d, opchk_data(&k, y), opchk_data(&k, mean),
+                                               opchk_data(&k, rstd), opchk_data(&k, x),
+                                               opchk_data(&k, gamma), opchk_data(&k, beta)));
 }
 
 int ldm_group_norm_backward(struct ldm_ctx *c, const struct ldm_tensor *dx,
@@ -339,9 +346,11 @@ int ldm_group_norm_backward(struct ldm_ctx *c, const struct ldm_tensor *dx,
     CK(opchk_f32(&k, rstd, "rstd", d.N * d.G));
     d.affine = gamma != NULL;
     GO(k, d, group_norm_bwd);
-    return c->be->group_norm_bwd(c, &d, opchk_ptr(dx), opchk_ptr(dgamma), opchk_ptr(dbeta),
-                                 dy->data, x->data, mean->data, rstd->data, opchk_ptr(gamma),
-                                 opchk_ptr(beta));
+    return opchk_end(&k, c->be->group_norm_bwd(c, &d, opchk_data(&k, dx), opchk_data(&k, dgamma),
+                                               opchk_data(&k, dbeta), opchk_data(&k, dy),
+                                               opchk_data(&k, x), opchk_data(&k, mean),
+                                               opchk_data(&k, rstd), opchk_data(&k, gamma),
+                                               opchk_data(&k, beta)));
 }
 
 static int ln_dims(struct opchk *k, struct ldm_norm_dims *d, const struct ldm_tensor *x, float eps)
@@ -354,7 +363,7 @@ static int ln_dims(struct opchk *k, struct ldm_norm_dims *d, const struct ldm_te
         return opchk_fail(k, "eps must be >= 0");
     d->eps = eps;
     d->silu = 0;
-    d->dtype = k->dtype;
+    d->dtype = opchk_compute(k);
     return 0;
 }
 
@@ -375,8 +384,9 @@ int ldm_layer_norm_forward(struct ldm_ctx *c, const struct ldm_tensor *y,
     CK(opchk_f32(&k, rstd, "rstd", d.N));
     d.affine = gamma != NULL;
     GO(k, d, layer_norm_fwd);
-    return c->be->layer_norm_fwd(c, &d, y->data, mean->data, rstd->data, x->data,
-                                 opchk_ptr(gamma), opchk_ptr(beta));
+    return opchk_end(&k, c->be->layer_norm_fwd(c, &d, opchk_data(&k, y), opchk_data(&k, mean),
+                                               opchk_data(&k, rstd), opchk_data(&k, x),
+                                               opchk_data(&k, gamma), opchk_data(&k, beta)));
 }
 
 int ldm_layer_norm_backward(struct ldm_ctx *c, const struct ldm_tensor *dx,
@@ -406,8 +416,10 @@ int ldm_layer_norm_backward(struct ldm_ctx *c, const struct ldm_tensor *dx,
     CK(opchk_f32(&k, rstd, "rstd", d.N));
     d.affine = gamma != NULL;
     GO(k, d, layer_norm_bwd);
-    return c->be->layer_norm_bwd(c, &d, opchk_ptr(dx), opchk_ptr(dgamma), opchk_ptr(dbeta),
-                                 dy->data, x->data, mean->data, rstd->data, opchk_ptr(gamma));
+    return opchk_end(&k, c->be->layer_norm_bwd(c, &d, opchk_data(&k, dx), opchk_data(&k, dgamma),
+                                               opchk_data(&k, dbeta), opchk_data(&k, dy),
+                                               opchk_data(&k, x), opchk_data(&k, mean),
+                                               opchk_data(&k, rstd), opchk_data(&k, gamma)));
 }
 
 /* ---- pointwise ------------------------------------------------------------------------- */
@@ -422,9 +434,10 @@ int ldm_act_forward(struct ldm_ctx *c, int act, const struct ldm_tensor *y,
     if (act < 0 || act >= LDM_ACT_COUNT)
         return opchk_fail(&k, "unknown activation %d", act);
     CK(same_as(&k, y, "y", x));
-    struct ldm_pointwise_dims d = {.n = (int64_t)ldm_tensor_numel(x), .act = act, .dtype = k.dtype};
+    struct ldm_pointwise_dims d = {.n = (int64_t)ldm_tensor_numel(x), .act = act,
+                                   .dtype = opchk_compute(&k)};
     GO(k, d, act_fwd);
-    return c->be->act_fwd(c, &d, y->data, x->data);
+    return opchk_end(&k, c->be->act_fwd(c, &d, opchk_data(&k, y), opchk_data(&k, x)));
 }
 
 int ldm_act_backward(struct ldm_ctx *c, int act, const struct ldm_tensor *dx,
@@ -439,9 +452,12 @@ int ldm_act_backward(struct ldm_ctx *c, int act, const struct ldm_tensor *dx,
         return opchk_fail(&k, "unknown activation %d", act);
     CK(same_as(&k, dy, "dy", x));
     CK(same_as(&k, dx, "dx", x));
-    struct ldm_pointwise_dims d = {.n = (int64_t)ldm_tensor_numel(x), .act = act, .dtype = k.dtype};
+    struct ldm_pointwise_dims d = {.n = (int64_t)ldm_tensor_numel(x), .act = act,
+                                   .dtype = opchk_compute(&k)};
     GO(k, d, act_bwd);
-    return dx ? c->be->act_bwd(c, &d, dx->data, dy->data, x->data) : 0;
+    return dx ? opchk_end(&k, c->be->act_bwd(c, &d, opchk_data(&k, dx), opchk_data(&k, dy),
+                                             opchk_data(&k, x)))
+              : 0;
 }
 
 static int geglu_dims(struct opchk *k, struct ldm_pointwise_dims *d, const struct ldm_tensor *h)
@@ -454,7 +470,7 @@ static int geglu_dims(struct opchk *k, struct ldm_pointwise_dims *d, const struc
     d->D = w / 2;
     d->n = d->M * d->D;
     d->act = LDM_ACT_GELU;
-    d->dtype = k->dtype;
+    d->dtype = opchk_compute(k);
     return 0;
 }
 
@@ -468,7 +484,7 @@ int ldm_geglu_forward(struct ldm_ctx *c, const struct ldm_tensor *y, const struc
     CK(geglu_dims(&k, &d, h));
     CK(like_last(&k, y, "y", h, d.D));
     GO(k, d, geglu_fwd);
-    return c->be->geglu_fwd(c, &d, y->data, h->data);
+    return opchk_end(&k, c->be->geglu_fwd(c, &d, opchk_data(&k, y), opchk_data(&k, h)));
 }
 
 int ldm_geglu_backward(struct ldm_ctx *c, const struct ldm_tensor *dh, const struct ldm_tensor *dy,
@@ -484,7 +500,9 @@ int ldm_geglu_backward(struct ldm_ctx *c, const struct ldm_tensor *dh, const str
     CK(like_last(&k, dy, "dy", h, d.D));
     CK(same_as(&k, dh, "dh", h));
     GO(k, d, geglu_bwd);
-    return dh ? c->be->geglu_bwd(c, &d, dh->data, dy->data, h->data) : 0;
+    return dh ? opchk_end(&k, c->be->geglu_bwd(c, &d, opchk_data(&k, dh), opchk_data(&k, dy),
+                                               opchk_data(&k, h)))
+              : 0;
 }
 
 int ldm_softmax_forward(struct ldm_ctx *c, const struct ldm_tensor *y, const struct ldm_tensor *x)
@@ -495,11 +513,11 @@ int ldm_softmax_forward(struct ldm_ctx *c, const struct ldm_tensor *y, const str
     CK(opchk_float(&k, y, "y", 0));
     CK(opchk_ndim(&k, x, "x", 1, LDM_TMAXDIM));
     CK(same_as(&k, y, "y", x));
-    struct ldm_pointwise_dims d = {.dtype = k.dtype};
+    struct ldm_pointwise_dims d = {.dtype = opchk_compute(&k)};
     opchk_rows(x, &d.M, &d.D);
     d.n = d.M * d.D;
     GO(k, d, softmax_fwd);
-    return c->be->softmax_fwd(c, &d, y->data, x->data);
+    return opchk_end(&k, c->be->softmax_fwd(c, &d, opchk_data(&k, y), opchk_data(&k, x)));
 }
 
 int ldm_softmax_backward(struct ldm_ctx *c, const struct ldm_tensor *dx,
@@ -513,11 +531,13 @@ int ldm_softmax_backward(struct ldm_ctx *c, const struct ldm_tensor *dx,
     CK(opchk_ndim(&k, y, "y", 1, LDM_TMAXDIM));
     CK(same_as(&k, dy, "dy", y));
     CK(same_as(&k, dx, "dx", y));
-    struct ldm_pointwise_dims d = {.dtype = k.dtype};
+    struct ldm_pointwise_dims d = {.dtype = opchk_compute(&k)};
     opchk_rows(y, &d.M, &d.D);
     d.n = d.M * d.D;
     GO(k, d, softmax_bwd);
-    return dx ? c->be->softmax_bwd(c, &d, dx->data, dy->data, y->data) : 0;
+    return dx ? opchk_end(&k, c->be->softmax_bwd(c, &d, opchk_data(&k, dx), opchk_data(&k, dy),
+                                                 opchk_data(&k, y)))
+              : 0;
 }
 
 /* ---- attention ---------------------------------------------------------------------------- */
@@ -545,7 +565,7 @@ static int attn_dims(struct opchk *k, struct ldm_attn_dims *d, const struct ldm_
     d->causal = o->causal != 0;
     d->upcast = o->upcast != 0;
     d->masked = o->key_mask != NULL;
-    d->dtype = k->dtype;
+    d->dtype = opchk_compute(k);
     CK(opchk_int(k, d->H * (d->Dh > d->Dv ? d->Dh : d->Dv), "row width"));
     if (o->key_mask) {
         const struct ldm_tensor *m = o->key_mask;
@@ -574,8 +594,9 @@ int ldm_attention_forward(struct ldm_ctx *c, const struct ldm_tensor *out,
     CK(OPCHK_SHAPE(&k, out, "out", d.N, d.Lq, d.H * d.Dv));
     CK(opchk_f32(&k, lse, "lse", d.N * d.H * d.Lq));
     GO(k, d, attn_fwd);
-    return c->be->attn_fwd(c, &d, out->data, lse->data, q->data, k_->data, v->data,
-                           o->key_mask ? o->key_mask->data : NULL);
+    return opchk_end(&k, c->be->attn_fwd(c, &d, opchk_data(&k, out), opchk_data(&k, lse),
+                                         opchk_data(&k, q), opchk_data(&k, k_), opchk_data(&k, v),
+                                         opchk_data(&k, o->key_mask)));
 }
 
 int ldm_attention_backward(struct ldm_ctx *c, const struct ldm_tensor *dq,
@@ -606,7 +627,9 @@ int ldm_attention_backward(struct ldm_ctx *c, const struct ldm_tensor *dq,
     GO(k, d, attn_bwd);
     if (!dq && !dk && !dv)
         return 0;
-    return c->be->attn_bwd(c, &d, opchk_ptr(dq), opchk_ptr(dk), opchk_ptr(dv), dout->data,
-                           q->data, k_->data, v->data, out->data, lse->data,
-                           o->key_mask ? o->key_mask->data : NULL);
+    return opchk_end(&k,
+                     c->be->attn_bwd(c, &d, opchk_data(&k, dq), opchk_data(&k, dk),
+                                     opchk_data(&k, dv), opchk_data(&k, dout), opchk_data(&k, q),
+                                     opchk_data(&k, k_), opchk_data(&k, v), opchk_data(&k, out),
+                                     opchk_data(&k, lse), opchk_data(&k, o->key_mask)));
 }

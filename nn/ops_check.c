@@ -12,6 +12,8 @@ int opchk_begin(struct opchk *k, struct ldm_ctx *c, int op)
     k->c = c;
     k->op = op;
     k->dtype = -1;
+    k->emu = 0;
+    k->nemu = 0;
     if (!c || !c->be)
         return ldm_fail(LDM_EINVAL, "%s: no compute context", ldm_op_name(op));
     return 0;
@@ -51,12 +53,15 @@ int opchk_float(struct opchk *k, const struct ldm_tensor *t, const char *what, i
         return rc;
     const char *dn = ldm_dtype_name(t->dtype);
     if (k->dtype < 0) {
-        int ok = t->dtype >= 0 && t->dtype < 32 && (k->c->be->dtypes >> t->dtype & 1u);
-        if (!ok)
+        int known = t->dtype >= 0 && t->dtype < 32;
+        int ok = known && (k->c->be->dtypes >> t->dtype & 1u);
+        int emu = known && !ok && (k->c->be->emulated >> t->dtype & 1u);
+        if (!ok && !emu)
             return ldm_fail(LDM_EUNSUPPORTED, "%s: %s is %s; the %s backend computes in F32",
                             ldm_op_name(k->op), ldm_tensor_label(t, what), dn ? dn : "?",
                             k->c->be->name);
         k->dtype = t->dtype;
+        k->emu = emu;
     } else if (t->dtype != k->dtype) {
         return opchk_fail(k, "%s is %s, the other tensors %s", ldm_tensor_label(t, what),
                           dn ? dn : "?", ldm_dtype_name(k->dtype));
@@ -135,5 +140,5 @@ int opchk_go(struct opchk *k, const void *dims, int have)
     if (need > c->ws_bytes || (need > 0 && !c->ws))
         return ldm_fail(LDM_ERANGE, "%s: needs %zu bytes of workspace, the context has %zu",
                         ldm_op_name(k->op), need, c->ws ? c->ws_bytes : (size_t)0);
-    return 0;
+    return c->be->bind ? c->be->bind(c) : 0;
 }

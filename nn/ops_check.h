@@ -8,10 +8,23 @@
 
 /* One op call being checked: its context, its op id (for messages) and the
  * float dtype its tensors share (-1 until the first float tensor). */
+#define OPCHK_EMU_MAX 72 /* concat takes up to 64 parts */
+
+/* A tensor of an emulated dtype, converted to F32 for the backend's entry. */
+struct opchk_emu {
+    void *orig;   /* the caller's data */
+    int dtype;    /* its dtype */
+    size_t n;     /* elements */
+    float *f;     /* the F32 copy (malloc) */
+};
+
 struct opchk {
     struct ldm_ctx *c;
     int op;
     int dtype;
+    int emu;      /* the dtype is one the backend emulates (ops_emu.c) */
+    int nemu;
+    struct opchk_emu e[OPCHK_EMU_MAX];
 };
 
 /* Start checking op `op` on c. Returns 0 or LDM_EINVAL (no context). */
@@ -53,6 +66,23 @@ int opchk_fail(struct opchk *k, const char *fmt, ...) __attribute__((format(prin
  * planning (the need recorded; the op returns 0 without computing), 0 to
  * compute, or LDM_EUNSUPPORTED / LDM_ERANGE (workspace too small). */
 int opchk_go(struct opchk *k, const void *dims, int have);
+
+/* The dtype the backend computes this op in: the tensors' own, or F32 when
+ * it emulates theirs. */
+static inline int opchk_compute(const struct opchk *k)
+{
+    return k->emu ? LDM_DT_F32 : k->dtype;
+}
+
+/* The pointer to hand the backend for t (NULL: NULL): t->data, or when t's
+ * dtype is emulated an F32 copy of it (ops_emu.c; a copy that cannot be
+ * allocated aborts: emulation is a checking aid). */
+void *opchk_data(struct opchk *k, const struct ldm_tensor *t);
+
+/* After the backend's entry returned rc: round every F32 copy back into its
+ * tensor (only elements whose value changed are stored) and free the copies.
+ * Returns rc. */
+int opchk_end(struct opchk *k, int rc);
 
 /* The data pointer of an optional tensor (NULL stays NULL). */
 static inline void *opchk_ptr(const struct ldm_tensor *t)

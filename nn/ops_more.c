@@ -38,7 +38,7 @@ static int resample_dims(struct opchk *k, struct ldm_resample_dims *d,
     d->N = x->shape[0], d->C = x->shape[1], d->H = x->shape[2], d->W = x->shape[3];
     d->Ho = y->shape[2], d->Wo = y->shape[3];
     CK(OPCHK_SHAPE(k, y, "y", d->N, d->C, d->Ho, d->Wo));
-    d->dtype = k->dtype;
+    d->dtype = opchk_compute(k);
     return 0;
 }
 
@@ -93,7 +93,7 @@ int ldm_upsample_nearest2x_forward(struct ldm_ctx *c, const struct ldm_tensor *y
     CK(opchk_begin(&k, c, LDM_OP_UPSAMPLE_FWD));
     CK(resample_fwd_check(&k, &d, y, x, GEO_UP2, NULL));
     GO(k, d, upsample_fwd);
-    return c->be->upsample_fwd(c, &d, y->data, x->data);
+    return opchk_end(&k, c->be->upsample_fwd(c, &d, opchk_data(&k, y), opchk_data(&k, x)));
 }
 
 int ldm_avg_pool2d_forward(struct ldm_ctx *c, const struct ldm_tensor *y,
@@ -104,7 +104,7 @@ int ldm_avg_pool2d_forward(struct ldm_ctx *c, const struct ldm_tensor *y,
     CK(opchk_begin(&k, c, LDM_OP_AVG_POOL_FWD));
     CK(resample_fwd_check(&k, &d, y, x, GEO_POOL, o));
     GO(k, d, avg_pool_fwd);
-    return c->be->avg_pool_fwd(c, &d, y->data, x->data);
+    return opchk_end(&k, c->be->avg_pool_fwd(c, &d, opchk_data(&k, y), opchk_data(&k, x)));
 }
 
 int ldm_max_pool2d_forward(struct ldm_ctx *c, const struct ldm_tensor *y,
@@ -115,7 +115,7 @@ int ldm_max_pool2d_forward(struct ldm_ctx *c, const struct ldm_tensor *y,
     CK(opchk_begin(&k, c, LDM_OP_MAX_POOL_FWD));
     CK(resample_fwd_check(&k, &d, y, x, GEO_POOL, o));
     GO(k, d, max_pool_fwd);
-    return c->be->max_pool_fwd(c, &d, y->data, x->data);
+    return opchk_end(&k, c->be->max_pool_fwd(c, &d, opchk_data(&k, y), opchk_data(&k, x)));
 }
 
 int ldm_adaptive_avg_pool2d_forward(struct ldm_ctx *c, const struct ldm_tensor *y,
@@ -126,7 +126,7 @@ int ldm_adaptive_avg_pool2d_forward(struct ldm_ctx *c, const struct ldm_tensor *
     CK(opchk_begin(&k, c, LDM_OP_ADAPTIVE_POOL_FWD));
     CK(resample_fwd_check(&k, &d, y, x, GEO_ANY, NULL));
     GO(k, d, adaptive_pool_fwd);
-    return c->be->adaptive_pool_fwd(c, &d, y->data, x->data);
+    return opchk_end(&k, c->be->adaptive_pool_fwd(c, &d, opchk_data(&k, y), opchk_data(&k, x)));
 }
 
 int ldm_bilinear_forward(struct ldm_ctx *c, const struct ldm_tensor *y, const struct ldm_tensor *x,
@@ -138,7 +138,7 @@ int ldm_bilinear_forward(struct ldm_ctx *c, const struct ldm_tensor *y, const st
     CK(resample_fwd_check(&k, &d, y, x, GEO_ANY, NULL));
     d.antialias = antialias != 0;
     GO(k, d, bilinear_fwd);
-    return c->be->bilinear_fwd(c, &d, y->data, x->data);
+    return opchk_end(&k, c->be->bilinear_fwd(c, &d, opchk_data(&k, y), opchk_data(&k, x)));
 }
 
 /* Backward: dx is the input side, dy the output side. dx NULL: nothing to do. */
@@ -159,7 +159,7 @@ int ldm_upsample_nearest2x_backward(struct ldm_ctx *c, const struct ldm_tensor *
     CK(opchk_begin(&k, c, LDM_OP_UPSAMPLE_BWD));
     CK(resample_bwd_check(&k, &d, dx, dy, GEO_UP2, NULL));
     GO(k, d, upsample_bwd);
-    return c->be->upsample_bwd(c, &d, dx->data, dy->data);
+    return opchk_end(&k, c->be->upsample_bwd(c, &d, opchk_data(&k, dx), opchk_data(&k, dy)));
 }
 
 int ldm_avg_pool2d_backward(struct ldm_ctx *c, const struct ldm_tensor *dx,
@@ -170,7 +170,7 @@ int ldm_avg_pool2d_backward(struct ldm_ctx *c, const struct ldm_tensor *dx,
     CK(opchk_begin(&k, c, LDM_OP_AVG_POOL_BWD));
     CK(resample_bwd_check(&k, &d, dx, dy, GEO_POOL, o));
     GO(k, d, avg_pool_bwd);
-    return c->be->avg_pool_bwd(c, &d, dx->data, dy->data);
+    return opchk_end(&k, c->be->avg_pool_bwd(c, &d, opchk_data(&k, dx), opchk_data(&k, dy)));
 }
 
 int ldm_max_pool2d_backward(struct ldm_ctx *c, const struct ldm_tensor *dx,
@@ -184,7 +184,8 @@ int ldm_max_pool2d_backward(struct ldm_ctx *c, const struct ldm_tensor *dx,
     CK(opchk_float(&k, x, "x", 0));
     CK(same_as(&k, x, "x", dx));
     GO(k, d, max_pool_bwd);
-    return c->be->max_pool_bwd(c, &d, dx->data, dy->data, x->data);
+    return opchk_end(
+        &k, c->be->max_pool_bwd(c, &d, opchk_data(&k, dx), opchk_data(&k, dy), opchk_data(&k, x)));
 }
 
 int ldm_adaptive_avg_pool2d_backward(struct ldm_ctx *c, const struct ldm_tensor *dx,
@@ -195,7 +196,7 @@ int ldm_adaptive_avg_pool2d_backward(struct ldm_ctx *c, const struct ldm_tensor 
     CK(opchk_begin(&k, c, LDM_OP_ADAPTIVE_POOL_BWD));
     CK(resample_bwd_check(&k, &d, dx, dy, GEO_ANY, NULL));
     GO(k, d, adaptive_pool_bwd);
-    return c->be->adaptive_pool_bwd(c, &d, dx->data, dy->data);
+    return opchk_end(&k, c->be->adaptive_pool_bwd(c, &d, opchk_data(&k, dx), opchk_data(&k, dy)));
 }
 
 int ldm_bilinear_backward(struct ldm_ctx *c, const struct ldm_tensor *dx,
@@ -207,7 +208,7 @@ int ldm_bilinear_backward(struct ldm_ctx *c, const struct ldm_tensor *dx,
     CK(resample_bwd_check(&k, &d, dx, dy, GEO_ANY, NULL));
     d.antialias = antialias != 0;
     GO(k, d, bilinear_bwd);
-    return c->be->bilinear_bwd(c, &d, dx->data, dy->data);
+    return opchk_end(&k, c->be->bilinear_bwd(c, &d, opchk_data(&k, dx), opchk_data(&k, dy)));
 }
 
 /* ---- concat, transpose, add ---------------------------------------------------------------- */
@@ -247,7 +248,7 @@ static int concat_dims(struct opchk *k, struct ldm_layout_dims *d, int64_t *chan
         d->S *= y->shape[i];
     d->parts = chans;
     d->nparts = n;
-    d->dtype = k->dtype;
+    d->dtype = opchk_compute(k);
     return 0;
 }
 
@@ -263,8 +264,8 @@ int ldm_concat_forward(struct ldm_ctx *c, const struct ldm_tensor *y,
     CK(concat_dims(&k, &d, chans, y, xs, n));
     GO(k, d, concat_fwd);
     for (int i = 0; i < n; i++)
-        ptrs[i] = xs[i]->data;
-    return c->be->concat_fwd(c, &d, y->data, ptrs);
+        ptrs[i] = opchk_data(&k, xs[i]);
+    return opchk_end(&k, c->be->concat_fwd(c, &d, opchk_data(&k, y), ptrs));
 }
 
 int ldm_concat_backward(struct ldm_ctx *c, const struct ldm_tensor *const *dxs, int n,
@@ -285,8 +286,8 @@ int ldm_concat_backward(struct ldm_ctx *c, const struct ldm_tensor *const *dxs, 
     CK(rc);
     GO(k, d, concat_bwd);
     for (int i = 0; i < n; i++)
-        ptrs[i] = dxs[i]->data;
-    return c->be->concat_bwd(c, &d, ptrs, dy->data);
+        ptrs[i] = dxs[i]->data ? opchk_data(&k, dxs[i]) : NULL;
+    return opchk_end(&k, c->be->concat_bwd(c, &d, ptrs, opchk_data(&k, dy)));
 }
 
 static int transpose_dims(struct opchk *k, struct ldm_layout_dims *d, const struct ldm_tensor *y,
@@ -296,7 +297,7 @@ static int transpose_dims(struct opchk *k, struct ldm_layout_dims *d, const stru
     CK(opchk_ndim(k, x, "x", 3, 3));
     d->N = x->shape[0], d->C = x->shape[1], d->S = x->shape[2];
     d->n = d->N * d->C * d->S;
-    d->dtype = k->dtype;
+    d->dtype = opchk_compute(k);
     return OPCHK_SHAPE(k, y, "y", d->N, d->S, d->C);
 }
 
@@ -309,7 +310,7 @@ int ldm_transpose_forward(struct ldm_ctx *c, const struct ldm_tensor *y, const s
     CK(opchk_float(&k, y, "y", 0));
     CK(transpose_dims(&k, &d, y, x));
     GO(k, d, transpose_fwd);
-    return c->be->transpose_fwd(c, &d, y->data, x->data);
+    return opchk_end(&k, c->be->transpose_fwd(c, &d, opchk_data(&k, y), opchk_data(&k, x)));
 }
 
 int ldm_transpose_backward(struct ldm_ctx *c, const struct ldm_tensor *dx,
@@ -322,7 +323,7 @@ int ldm_transpose_backward(struct ldm_ctx *c, const struct ldm_tensor *dx,
     CK(opchk_float(&k, dx, "dx", 0));
     CK(transpose_dims(&k, &d, dy, dx));
     GO(k, d, transpose_bwd);
-    return c->be->transpose_bwd(c, &d, dx->data, dy->data);
+    return opchk_end(&k, c->be->transpose_bwd(c, &d, opchk_data(&k, dx), opchk_data(&k, dy)));
 }
 
 int ldm_add_forward(struct ldm_ctx *c, const struct ldm_tensor *y, float alpha,
@@ -335,9 +336,10 @@ int ldm_add_forward(struct ldm_ctx *c, const struct ldm_tensor *y, float alpha,
     CK(opchk_float(&k, y, "y", 0));
     CK(same_as(&k, b, "b", a));
     CK(same_as(&k, y, "y", a));
-    struct ldm_layout_dims d = {.n = (int64_t)ldm_tensor_numel(a), .dtype = k.dtype};
+    struct ldm_layout_dims d = {.n = (int64_t)ldm_tensor_numel(a), .dtype = opchk_compute(&k)};
     GO(k, d, add_fwd);
-    return c->be->add_fwd(c, &d, y->data, alpha, a->data, beta, opchk_ptr(b));
+    return opchk_end(&k, c->be->add_fwd(c, &d, opchk_data(&k, y), alpha, opchk_data(&k, a), beta,
+                                        opchk_data(&k, b)));
 }
 
 int ldm_add_backward(struct ldm_ctx *c, const struct ldm_tensor *da, float alpha,
@@ -350,9 +352,10 @@ int ldm_add_backward(struct ldm_ctx *c, const struct ldm_tensor *da, float alpha
     CK(opchk_float(&k, db, "db", 1));
     CK(same_as(&k, da, "da", dy));
     CK(same_as(&k, db, "db", dy));
-    struct ldm_layout_dims d = {.n = (int64_t)ldm_tensor_numel(dy), .dtype = k.dtype};
+    struct ldm_layout_dims d = {.n = (int64_t)ldm_tensor_numel(dy), .dtype = opchk_compute(&k)};
     GO(k, d, add_bwd);
-    return c->be->add_bwd(c, &d, opchk_ptr(da), alpha, opchk_ptr(db), beta, dy->data);
+    return opchk_end(&k, c->be->add_bwd(c, &d, opchk_data(&k, da), alpha, opchk_data(&k, db), beta,
+                                        opchk_data(&k, dy)));
 }
 
 static int bcast_dims(struct opchk *k, struct ldm_layout_dims *d, const struct ldm_tensor *x,
@@ -364,7 +367,7 @@ static int bcast_dims(struct opchk *k, struct ldm_layout_dims *d, const struct l
     for (int i = 2; i < x->ndim; i++)
         d->S *= x->shape[i];
     d->n = d->N * d->C * d->S;
-    d->dtype = k->dtype;
+    d->dtype = opchk_compute(k);
     return OPCHK_SHAPE(k, v, "v", d->N, d->C);
 }
 
@@ -380,7 +383,8 @@ int ldm_add_bcast_forward(struct ldm_ctx *c, const struct ldm_tensor *y, const s
     CK(bcast_dims(&k, &d, x, v));
     CK(same_as(&k, y, "y", x));
     GO(k, d, add_bcast_fwd);
-    return c->be->add_bcast_fwd(c, &d, y->data, x->data, v->data);
+    return opchk_end(
+        &k, c->be->add_bcast_fwd(c, &d, opchk_data(&k, y), opchk_data(&k, x), opchk_data(&k, v)));
 }
 
 int ldm_add_bcast_backward(struct ldm_ctx *c, const struct ldm_tensor *dx,
@@ -396,7 +400,8 @@ int ldm_add_bcast_backward(struct ldm_ctx *c, const struct ldm_tensor *dx,
     CK(bcast_dims(&k, &d, dy, dv ? dv : &vshape));
     CK(same_as(&k, dx, "dx", dy));
     GO(k, d, add_bcast_bwd);
-    return c->be->add_bcast_bwd(c, &d, opchk_ptr(dx), opchk_ptr(dv), dy->data);
+    return opchk_end(&k, c->be->add_bcast_bwd(c, &d, opchk_data(&k, dx), opchk_data(&k, dv),
+                                              opchk_data(&k, dy)));
 }
 
 /* ---- embeddings ---------------------------------------------------------------------------- */
@@ -411,7 +416,7 @@ int ldm_timestep_embedding(struct ldm_ctx *c, const struct ldm_tensor *y,
         o = &none;
     CK(opchk_float(&k, y, "y", 0));
     CK(opchk_ndim(&k, y, "y", 2, 2));
-    struct ldm_embed_dims d = {.M = y->shape[0], .D = y->shape[1], .dtype = k.dtype};
+    struct ldm_embed_dims d = {.M = y->shape[0], .D = y->shape[1], .dtype = opchk_compute(&k)};
     CK(opchk_f32(&k, t, "t", d.M));
     d.flip = o->flip_sin_to_cos != 0;
     d.shift = o->downscale_freq_shift;
@@ -422,7 +427,7 @@ int ldm_timestep_embedding(struct ldm_ctx *c, const struct ldm_tensor *y,
     if (!(d.max_period > 0.0f))
         return opchk_fail(&k, "max_period must be > 0");
     GO(k, d, timestep_fwd);
-    return c->be->timestep_fwd(c, &d, y->data, t->data);
+    return opchk_end(&k, c->be->timestep_fwd(c, &d, opchk_data(&k, y), opchk_data(&k, t)));
 }
 
 static int embed_dims(struct opchk *k, struct ldm_embed_dims *d, const struct ldm_tensor *ids,
@@ -440,7 +445,7 @@ static int embed_dims(struct opchk *k, struct ldm_embed_dims *d, const struct ld
     d->V = table->shape[0];
     d->D = table->shape[1];
     d->id_dtype = ids->dtype;
-    d->dtype = k->dtype;
+    d->dtype = opchk_compute(k);
     return 0;
 }
 
@@ -466,7 +471,8 @@ int ldm_embedding_forward(struct ldm_ctx *c, const struct ldm_tensor *y,
     CK(embed_dims(&k, &d, ids, table));
     CK(embed_out(&k, y, "y", ids, d.D));
     GO(k, d, embedding_fwd);
-    return c->be->embedding_fwd(c, &d, y->data, ids->data, table->data);
+    return opchk_end(&k, c->be->embedding_fwd(c, &d, opchk_data(&k, y), opchk_data(&k, ids),
+                                              opchk_data(&k, table)));
 }
 
 int ldm_embedding_backward(struct ldm_ctx *c, const struct ldm_tensor *dtable,
@@ -480,7 +486,8 @@ int ldm_embedding_backward(struct ldm_ctx *c, const struct ldm_tensor *dtable,
     CK(embed_dims(&k, &d, ids, dtable));
     CK(embed_out(&k, dy, "dy", ids, d.D));
     GO(k, d, embedding_bwd);
-    return c->be->embedding_bwd(c, &d, dtable->data, dy->data, ids->data);
+    return opchk_end(&k, c->be->embedding_bwd(c, &d, opchk_data(&k, dtable), opchk_data(&k, dy),
+                                              opchk_data(&k, ids)));
 }
 
 /* ---- loss and optimizer ---------------------------------------------------------------------- */
@@ -500,7 +507,7 @@ static int mse_dims(struct opchk *k, struct ldm_train_dims *d, const struct ldm_
     if (weights)
         CK(opchk_f32(k, weights, "weights", d->N));
     d->weighted = weights != NULL;
-    d->dtype = k->dtype;
+    d->dtype = opchk_compute(k);
     return 0;
 }
 
@@ -514,8 +521,9 @@ int ldm_mse_loss_forward(struct ldm_ctx *c, const struct ldm_tensor *loss,
     CK(mse_dims(&k, &d, pred, target, weights));
     CK(opchk_f32(&k, loss, "loss", 1));
     GO(k, d, mse_fwd);
-    return c->be->mse_fwd(c, &d, loss->data, pred->data, target->data,
-                          weights ? weights->data : NULL);
+    return opchk_end(&k, c->be->mse_fwd(c, &d, opchk_data(&k, loss), opchk_data(&k, pred),
+                                        opchk_data(&k, target),
+                                        weights ? opchk_data(&k, weights) : NULL));
 }
 
 int ldm_mse_loss_backward(struct ldm_ctx *c, const struct ldm_tensor *dpred,
@@ -536,8 +544,9 @@ int ldm_mse_loss_backward(struct ldm_ctx *c, const struct ldm_tensor *dpred,
     GO(k, d, mse_bwd);
     if (!dpred && !dtarget)
         return 0;
-    return c->be->mse_bwd(c, &d, opchk_ptr(dpred), opchk_ptr(dtarget), dloss, pred->data,
-                          target->data, weights ? weights->data : NULL);
+    return opchk_end(&k, c->be->mse_bwd(c, &d, opchk_data(&k, dpred), opchk_data(&k, dtarget),
+                                        dloss, opchk_data(&k, pred), opchk_data(&k, target),
+                                        weights ? opchk_data(&k, weights) : NULL));
 }
 
 #define MAX_CLIP 4096
@@ -567,12 +576,12 @@ int ldm_clip_grad_norm(struct ldm_ctx *c, const struct ldm_tensor *grads, int n,
     struct ldm_train_dims d = {.n = n, .counts = counts, .max_norm = max_norm,
                                .dtype = LDM_DT_F32};
     GO(k, d, clip_norm);
-    return c->be->clip_norm(c, &d, ptrs, norm);
+    return opchk_end(&k, c->be->clip_norm(c, &d, ptrs, norm));
 }
 
-int ldm_adamw_step(struct ldm_ctx *c, const struct ldm_tensor *param,
-                   const struct ldm_tensor *grad, const struct ldm_tensor *m,
-                   const struct ldm_tensor *v, const struct ldm_adamw_opts *o)
+int ldm_adamw_step(struct ldm_ctx *c, const struct ldm_tensor *param, const struct ldm_tensor *grad,
+                   const struct ldm_tensor *m, const struct ldm_tensor *v,
+                   const struct ldm_adamw_opts *o)
 {
     struct opchk k;
     CK(opchk_begin(&k, c, LDM_OP_ADAMW));
@@ -596,5 +605,6 @@ int ldm_adamw_step(struct ldm_ctx *c, const struct ldm_tensor *param,
                                .weight_decay = o->weight_decay, .step = o->step,
                                .dtype = LDM_DT_F32};
     GO(k, d, adamw);
-    return c->be->adamw(c, &d, param->data, grad->data, m->data, v->data);
+    return opchk_end(&k, c->be->adamw(c, &d, opchk_data(&k, param), opchk_data(&k, grad),
+                                      opchk_data(&k, m), opchk_data(&k, v)));
 }

@@ -5,7 +5,9 @@
  * which runs them one at a time in order and counts tickets done; a
  * blocking collective is a request plus a wait. The first failure is kept
  * (its ticket, code and text): later requests are skipped and fail with it.
- * NCCL: collectives are enqueued on the stream at once; waits synchronise it.
+ * NCCL: collectives are enqueued on the stream at once (attached to a compute
+ * context: on the communicator's own stream, ordered by events, nn/nccl.h);
+ * waits synchronise it.
  */
 #include "comm.h"
 #include "err.h"
@@ -24,6 +26,7 @@ struct request {
     int kind, arg; /* arg: the reduce op, or the broadcast root */
     float *buf;
     size_t n;
+    size_t *bound; /* reduce-scatter, all-gather: the split (world + 1), owned; NULL: even */
     uint64_t ticket;
 };
 
@@ -67,8 +70,9 @@ static int run_request(struct ldm_comm *c, const struct request *q)
         return 0;
     switch (q->kind) {
     case R_ALLREDUCE: return ldm_ring_allreduce(c->ring, q->buf, q->n, q->arg);
-    case R_REDUCE_SCATTER: return ldm_ring_reduce_scatter(c->ring, q->buf, q->n, q->arg);
-    case R_ALL_GATHER: return ldm_ring_all_gather(c->ring, q->buf, q->n);
+    case R_REDUCE_SCATTER:
+        return ldm_ring_reduce_scatter(c->ring, q->buf, q->n, q->bound, q->arg);
+    case R_ALL_GATHER: return ldm_ring_all_gather(c->ring, q->buf, q->n, q->bound);
     case R_BROADCAST: return ldm_ring_broadcast(c->ring, q->buf, q->n, q->arg);
     default: return ldm_ring_barrier(c->ring);
     }
@@ -100,6 +104,7 @@ static void *comm_thread(void *arg)
         }
         c->done = q->ticket;
         pthread_cond_broadcast(&c->cv);
+        free(q->bound);
         free(q);
     }
     pthread_mutex_unlock(&c->mu);
@@ -112,17 +117,34 @@ static int broken(const struct ldm_comm *c)
     return ldm_fail(c->err_rc, "%s", c->err_msg);
 }
 
+/* A request for the comm thread, with its own copy of bound (NULL: none). */
+static struct request *new_request(const struct ldm_comm *c, const size_t *bound)
+{
+    struct request *q = calloc(1, sizeof *q);
+    size_t nb = (size_t)c->world + 1;
+    if (q && bound && !(q->bound = malloc(nb * sizeof *bound))) {
+        free(q);
+        q = NULL;
+    }
+    if (q && bound)
+        memcpy(q->bound, bound, nb * sizeof *bound);
+    return q;
+}
+
 /* Queue a request for the comm thread (with no thread, world 1: done at
  * once); *ticket gets its number. */
-static int submit(struct ldm_comm *c, int kind, float *buf, size_t n, int arg, uint64_t *ticket)
+static int submit(struct ldm_comm *c, int kind, float *buf, size_t n, const size_t *bound,
+                  int arg, uint64_t *ticket)
 {
     struct request *q = NULL;
-    if (c->has_thread && !(q = calloc(1, sizeof *q)))
+    if (c->has_thread && !(q = new_request(c, bound)))
         return ldm_fail(LDM_ENOMEM, "comm rank %d: request", c->rank);
     pthread_mutex_lock(&c->mu);
     if (c->fail_ticket) {
         int rc = broken(c);
         pthread_mutex_unlock(&c->mu);
+        if (q)
+            free(q->bound);
         free(q);
         return rc;
     }
@@ -130,7 +152,7 @@ static int submit(struct ldm_comm *c, int kind, float *buf, size_t n, int arg, u
     if (!q) {
         c->done = *ticket;
     } else {
-        *q = (struct request){NULL, kind, arg, buf, n, *ticket};
+        q->kind = kind, q->arg = arg, q->buf = buf, q->n = n, q->ticket = *ticket;
         if (c->tail)
             c->tail->next = q;
         else
@@ -166,12 +188,17 @@ int ldm_comm_wait(struct ldm_comm *c, uint64_t ticket)
 
 /* ---- NCCL: enqueue on the stream, then (blocking calls) synchronise ---------------------- */
 
-static int nccl_run(struct ldm_comm *c, int kind, float *buf, size_t n, int arg)
+static int nccl_run(struct ldm_comm *c, int kind, float *buf, size_t n, const size_t *bound,
+                    int arg)
 {
     size_t shard = n / (size_t)c->world;
     float *mine = buf + (size_t)c->rank * shard;
     if (n == 0 && kind != R_BARRIER)
         return 0;
+    if (bound && kind == R_REDUCE_SCATTER)
+        return ldm_nccl_reduce_scatter_at(c->nccl, buf, bound, arg, c->stream);
+    if (bound && kind == R_ALL_GATHER)
+        return ldm_nccl_all_gather_at(c->nccl, buf, bound, c->stream);
     switch (kind) {
     case R_ALLREDUCE: return ldm_nccl_allreduce(c->nccl, buf, buf, n, arg, c->stream);
     case R_REDUCE_SCATTER:
@@ -187,7 +214,8 @@ static int nccl_run(struct ldm_comm *c, int kind, float *buf, size_t n, int arg)
 static const char *const req_names[] = {"allreduce", "reduce-scatter", "all-gather", "broadcast",
                                         "barrier"};
 
-static int check_call(const struct ldm_comm *c, int kind, const float *buf, size_t n, int arg)
+static int check_call(const struct ldm_comm *c, int kind, const float *buf, size_t n, int arg,
+                      int even)
 {
     const char *what = req_names[kind];
     if (!c)
@@ -203,63 +231,104 @@ static int check_call(const struct ldm_comm *c, int kind, const float *buf, size
     if (kind == R_BROADCAST && (arg < 0 || arg >= c->world))
         return ldm_fail(LDM_EINVAL, "comm broadcast: root %d is not a rank of world %d", arg,
                         c->world);
-    if (c->kind == LDM_COMM_NCCL && (kind == R_REDUCE_SCATTER || kind == R_ALL_GATHER) &&
+    if (even && c->kind == LDM_COMM_NCCL && (kind == R_REDUCE_SCATTER || kind == R_ALL_GATHER) &&
         n % (size_t)c->world)
         return ldm_fail(LDM_EINVAL, "comm %s: %zu floats is not a multiple of world %d (NCCL)",
                         what, n, c->world);
     return 0;
 }
 
-/* Start collective `kind`; *ticket names it for ldm_comm_wait. */
-static int start(struct ldm_comm *c, int kind, float *buf, size_t n, int arg, uint64_t *ticket)
+/* A split of n over the ranks: world + 1 offsets from 0 up to n, never decreasing. */
+static int check_bound(const struct ldm_comm *c, int kind, size_t n, const size_t *bound)
 {
-    int rc = check_call(c, kind, buf, n, arg);
+    const char *what = req_names[kind];
+    int bad = bound[0] != 0 || bound[c->world] != n;
+    for (int k = 0; !bad && k < c->world; k++)
+        bad = bound[k] > bound[k + 1];
+    if (bad)
+        return ldm_fail(LDM_EINVAL, "comm %s: rank %d: the split of %zu floats does not run "
+                        "from 0 to n in order", what, c->rank, n);
+    return 0;
+}
+
+/* Start collective `kind` (bound: its split, or NULL); *ticket names it for ldm_comm_wait. */
+static int start(struct ldm_comm *c, int kind, float *buf, size_t n, const size_t *bound,
+                 int arg, uint64_t *ticket)
+{
+    int rc = check_call(c, kind, buf, n, arg, !bound);
+    if (!rc && bound)
+        rc = check_bound(c, kind, n, bound);
     if (rc)
         return rc;
     if (c->kind != LDM_COMM_NCCL)
-        return submit(c, kind, buf, n, arg, ticket);
-    rc = nccl_run(c, kind, buf, n, arg);
+        return submit(c, kind, buf, n, bound, arg, ticket);
+    rc = nccl_run(c, kind, buf, n, bound, arg);
     if (!rc)
         *ticket = ++c->issued;
     return rc;
 }
 
-static int blocking(struct ldm_comm *c, int kind, float *buf, size_t n, int arg)
+static int blocking(struct ldm_comm *c, int kind, float *buf, size_t n, const size_t *bound,
+                    int arg)
 {
     uint64_t t = 0;
-    int rc = start(c, kind, buf, n, arg, &t);
+    int rc = start(c, kind, buf, n, bound, arg, &t);
     return rc ? rc : ldm_comm_wait(c, t);
 }
 
 int ldm_comm_allreduce_start(struct ldm_comm *c, float *buf, size_t n, int op, uint64_t *ticket)
 {
     *ticket = 0;
-    return start(c, R_ALLREDUCE, buf, n, op, ticket);
+    return start(c, R_ALLREDUCE, buf, n, NULL, op, ticket);
+}
+
+int ldm_comm_reduce_scatter_at_start(struct ldm_comm *c, float *buf, size_t n,
+                                     const size_t *bound, int op, uint64_t *ticket)
+{
+    *ticket = 0;
+    return start(c, R_REDUCE_SCATTER, buf, n, bound, op, ticket);
 }
 
 int ldm_comm_allreduce(struct ldm_comm *c, float *buf, size_t n, int op)
 {
-    return blocking(c, R_ALLREDUCE, buf, n, op);
+    return blocking(c, R_ALLREDUCE, buf, n, NULL, op);
 }
 
 int ldm_comm_reduce_scatter(struct ldm_comm *c, float *buf, size_t n, int op)
 {
-    return blocking(c, R_REDUCE_SCATTER, buf, n, op);
+    return blocking(c, R_REDUCE_SCATTER, buf, n, NULL, op);
 }
 
 int ldm_comm_all_gather(struct ldm_comm *c, float *buf, size_t n)
 {
-    return blocking(c, R_ALL_GATHER, buf, n, 0);
+    return blocking(c, R_ALL_GATHER, buf, n, NULL, 0);
+}
+
+int ldm_comm_all_gather_at(struct ldm_comm *c, float *buf, size_t n, const size_t *bound)
+{
+    return blocking(c, R_ALL_GATHER, buf, n, bound, 0);
 }
 
 int ldm_comm_broadcast(struct ldm_comm *c, float *buf, size_t n, int root)
 {
-    return blocking(c, R_BROADCAST, buf, n, root);
+    return blocking(c, R_BROADCAST, buf, n, NULL, root);
 }
 
 int ldm_comm_barrier(struct ldm_comm *c)
 {
-    return blocking(c, R_BARRIER, NULL, 0, 0);
+    return blocking(c, R_BARRIER, NULL, 0, NULL, 0);
+}
+
+int ldm_comm_attach(struct ldm_comm *c, struct ldm_ctx *ctx)
+{
+    if (!c || !ctx)
+        return ldm_fail(LDM_EINVAL, "comm attach: no communicator or context");
+    if (c->kind != LDM_COMM_NCCL)
+        return 0;
+    if (c->stream)
+        return ldm_fail(LDM_EINVAL, "comm attach: rank %d already runs on the stream of its "
+                        "options", c->rank);
+    return ldm_nccl_attach(c->nccl, ctx);
 }
 
 /* ---- open, set up, close --------------------------------------------------------------------- */
@@ -359,6 +428,7 @@ void ldm_comm_close(struct ldm_comm **pc)
     while (c->head) {
         struct request *q = c->head;
         c->head = q->next;
+        free(q->bound);
         free(q);
     }
     ldm_ring_close(&c->ring);

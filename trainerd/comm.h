@@ -13,8 +13,11 @@
  *     from run to run (for a given world size). Averages divide that sum by
  *     world once, on the owner.
  *   LDM_COMM_NCCL: F32 buffers in DEVICE memory (GPU ranks), NCCL (nn/nccl.h)
- *     on the stream given in the options; the rendezvous blob is NCCL's
- *     unique id. Reduce-scatter and all-gather need n divisible by world.
+ *     on the stream given in the options, or, once attached to a compute
+ *     context (ldm_comm_attach), on a stream of their own ordered against
+ *     the context's by events; the rendezvous blob is NCCL's unique id.
+ *     Reduce-scatter and all-gather need n divisible by world (the _at
+ *     forms take any split).
  *
  * Collectives are called by every rank in the same order with the same
  * sizes; each returns when its result is in `buf` on this rank (on NCCL:
@@ -106,11 +109,33 @@ int ldm_comm_reduce_scatter(struct ldm_comm *c, float *buf, size_t n, int op);
  * buf holds this rank's shard, on return every shard. */
 int ldm_comm_all_gather(struct ldm_comm *c, float *buf, size_t n);
 
+/* The same two with the split given: rank k's part of buf is elements
+ * bound[k] .. bound[k + 1] − 1, bound holding world + 1 offsets from
+ * bound[0] = 0 up to bound[world] = n (a part may be empty; every rank
+ * passes the same bound). The ZeRO optimiser shards the parameter arena so,
+ * and reduce-scatters each gradient bucket at that split. The _start form
+ * runs in the background as ldm_comm_allreduce_start does (bound is copied:
+ * the caller may reuse it at once). On NCCL: grouped ncclReduce to each
+ * part's rank, grouped ncclBroadcast from it. */
+int ldm_comm_reduce_scatter_at_start(struct ldm_comm *c, float *buf, size_t n,
+                                     const size_t *bound, int op, uint64_t *ticket);
+int ldm_comm_all_gather_at(struct ldm_comm *c, float *buf, size_t n, const size_t *bound);
+
 /* buf (n) on every rank = buf on rank `root` (initial weights: root 0). */
 int ldm_comm_broadcast(struct ldm_comm *c, float *buf, size_t n, int root);
 
 /* Return when every rank has called it. */
 int ldm_comm_barrier(struct ldm_comm *c);
+
+/* NCCL: run collectives on a CUDA stream of their own beside the compute
+ * stream of context ctx (a CUDA context on the communicator's device; see
+ * ldm_nccl_attach): each collective waits on the device for the work ctx
+ * had queued when it was called, and each wait makes ctx's stream wait for
+ * the collectives before the host waits for them. Call it once, before the
+ * first collective. Ring: nothing to do, returns 0. Errors: LDM_EINVAL,
+ * LDM_EIO (nn/nccl.h). */
+struct ldm_ctx;
+int ldm_comm_attach(struct ldm_comm *c, struct ldm_ctx *ctx);
 
 /* Queue an all-reduce of buf (n) and return at once with its ticket in
  * *ticket (tickets count up from 1 over every collective of this
@@ -136,8 +161,8 @@ void ldm_ring_close(struct ldm_ring **r);
 
 /* The collectives above on host buffers, run on the calling thread; n > 0. */
 int ldm_ring_allreduce(struct ldm_ring *r, float *buf, size_t n, int op);
-int ldm_ring_reduce_scatter(struct ldm_ring *r, float *buf, size_t n, int op);
-int ldm_ring_all_gather(struct ldm_ring *r, float *buf, size_t n);
+int ldm_ring_reduce_scatter(struct ldm_ring *r, float *buf, size_t n, const size_t *bound, int op);
+int ldm_ring_all_gather(struct ldm_ring *r, float *buf, size_t n, const size_t *bound);
 int ldm_ring_broadcast(struct ldm_ring *r, float *buf, size_t n, int root);
 int ldm_ring_barrier(struct ldm_ring *r);
 

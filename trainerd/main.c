@@ -110,6 +110,8 @@ static const struct ldm_cfg_key keys[] = {
      "this rank's all-reduce endpoint, CPU ranks (default ipc://RUN_DIR/trainerd-ring-RANK)"},
     {"bucket_mb", LDM_CFG_INT, K(bucket_mb), "25", 0, 1, 65536,
      "gradient buckets all-reduced while the backward goes on (MiB)"},
+    {"zero_stage", LDM_CFG_INT, K(zero_stage), "0", 0, 0, 2,
+     "0, or 2 (ZeRO-2): each rank keeps the optimizer moments of 1/world of the parameters"},
     {"rendezvous_timeout", LDM_CFG_DURATION, K(rendezvous_timeout), "120s", 0, 100, 86400000,
      "how long ranks wait for each other"},
     {"events", LDM_CFG_ENDPOINT, K(events), NULL, 0, 0, 0,
@@ -175,8 +177,8 @@ static int join_ranks(struct trainerd_state *st, struct ldm_daemon *d,
     struct ldm_bind_security sec = {NULL, com->insecure};
     struct ldm_rdv_opts ro = {.endpoint = rdv, .run_id = run_id,
                               .timeout_ms = (int)cfg->rendezvous_timeout, .sec = &sec};
-    /* GPU ranks: NCCL on this rank's device (the default stream, which orders with the
-     * backend's blocking stream); CPU ranks: the ZeroMQ ring */
+    /* GPU ranks: NCCL on this rank's device (on a stream of its own once the trainer
+     * attaches its compute context: ldm_comm_attach); CPU ranks: the ZeroMQ ring */
     int gpu = !strncmp(st->device, "cuda", 4);
     struct ldm_comm_opts co = {.kind = gpu ? LDM_COMM_NCCL : LDM_COMM_RING,
                                .timeout_ms = (int)cfg->rendezvous_timeout, .sec = &sec,
@@ -258,9 +260,10 @@ static int trainerd_start(struct ldm_daemon *d)
         struct td_trainer_info i;
         td_trainer_info(t, &i);
         LOG_INFO("trainer ready", "rank=%d world=%d parameters=%zu step=%lld max_steps=%lld "
-                 "global_batch=%lld", st->ranks.rank, st->ranks.world, i.params,
-                 (long long)i.step, (long long)cfg->max_steps,
-                 (long long)(cfg->batch_size * cfg->grad_accum * st->ranks.world));
+                 "global_batch=%lld zero_stage=%d moments_bytes=%zu", st->ranks.rank,
+                 st->ranks.world, i.params, (long long)i.step, (long long)cfg->max_steps,
+                 (long long)(cfg->batch_size * cfg->grad_accum * st->ranks.world),
+                 i.zero_stage, i.mem_moments);
         rc = start_run(st, d, cfg, t);
         if (rc)
             td_trainer_close(&t);

@@ -11,6 +11,8 @@
  * chunk r − 2 − s and add own values into it (received + own), so after
  * world − 1 steps rank r holds the whole sum of chunk r, begun at rank r + 1.
  * All-gather step s: send chunk r − s, receive chunk r − 1 − s (copied).
+ * Chunks are ldm_comm_shard's, or any split the caller gives (chunks may be
+ * empty: a step with nothing to send or receive passes at once).
  */
 #include "comm.h"
 #include "err.h"
@@ -201,35 +203,46 @@ static int mod(int a, int w)
     return ((a % w) + w) % w;
 }
 
-int ldm_ring_reduce_scatter(struct ldm_ring *r, float *buf, size_t n, int op)
+/* Rank k's part of n elements: bound[k] .. bound[k + 1] − 1, or ldm_comm_shard's. */
+static void part(size_t n, int w, const size_t *bound, int k, size_t *off, size_t *cnt)
+{
+    if (!bound) {
+        ldm_comm_shard(n, w, k, off, cnt);
+        return;
+    }
+    *off = bound[k];
+    *cnt = bound[k + 1] - bound[k];
+}
+
+int ldm_ring_reduce_scatter(struct ldm_ring *r, float *buf, size_t n, const size_t *bound, int op)
 {
     int w = r->world;
     r->seq++;
     for (int s = 0; s < w - 1; s++) {
         size_t so, sc, ro, rcnt;
-        ldm_comm_shard(n, w, mod(r->rank - 1 - s, w), &so, &sc);
-        ldm_comm_shard(n, w, mod(r->rank - 2 - s, w), &ro, &rcnt);
+        part(n, w, bound, mod(r->rank - 1 - s, w), &so, &sc);
+        part(n, w, bound, mod(r->rank - 2 - s, w), &ro, &rcnt);
         int rc = ring_step(r, K_REDUCE_SCATTER, s, n, buf + so, sc, buf + ro, rcnt, 1);
         if (rc)
             return rc;
     }
     if (op == LDM_REDUCE_AVG) {
         size_t off, cnt;
-        ldm_comm_shard(n, w, r->rank, &off, &cnt);
+        part(n, w, bound, r->rank, &off, &cnt);
         for (size_t i = 0; i < cnt; i++)
             buf[off + i] /= (float)w;
     }
     return 0;
 }
 
-int ldm_ring_all_gather(struct ldm_ring *r, float *buf, size_t n)
+int ldm_ring_all_gather(struct ldm_ring *r, float *buf, size_t n, const size_t *bound)
 {
     int w = r->world;
     r->seq++;
     for (int s = 0; s < w - 1; s++) {
         size_t so, sc, ro, rcnt;
-        ldm_comm_shard(n, w, mod(r->rank - s, w), &so, &sc);
-        ldm_comm_shard(n, w, mod(r->rank - 1 - s, w), &ro, &rcnt);
+        part(n, w, bound, mod(r->rank - s, w), &so, &sc);
+        part(n, w, bound, mod(r->rank - 1 - s, w), &ro, &rcnt);
         int rc = ring_step(r, K_ALL_GATHER, s, n, buf + so, sc, buf + ro, rcnt, 0);
         if (rc)
             return rc;
@@ -239,8 +252,8 @@ int ldm_ring_all_gather(struct ldm_ring *r, float *buf, size_t n)
 
 int ldm_ring_allreduce(struct ldm_ring *r, float *buf, size_t n, int op)
 {
-    int rc = ldm_ring_reduce_scatter(r, buf, n, op);
-    return rc ? rc : ldm_ring_all_gather(r, buf, n);
+    int rc = ldm_ring_reduce_scatter(r, buf, n, NULL, op);
+    return rc ? rc : ldm_ring_all_gather(r, buf, n, NULL);
 }
 
 /* A chain from root around the ring: each rank receives a piece, passes it on. */

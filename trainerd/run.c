@@ -122,7 +122,7 @@ static int save(struct td_run *r, const char *why)
 }
 
 /* One turn of the loop: a step (or a wait), then events and saves. Returns 1 when
- * training is over (done or failed). */
+ * training failed, 2 when a rank asked every rank to stop (saves together). */
 static int turn(struct td_run *r)
 {
     struct td_step_report s;
@@ -150,17 +150,31 @@ static int turn(struct td_run *r)
         metrics_event(r, &s, ips);
     if (!s.skipped && r->o.save_steps > 0 && s.step % r->o.save_steps == 0)
         save(r, "save_steps");
-    return 0;
+    else if (s.requests & TD_REQ_SAVE)
+        save(r, "requested");
+    return s.requests & TD_REQ_STOP ? 2 : 0;
 }
 
+/* Saves together (ZeRO on several ranks): a checkpoint or a stop this rank is asked
+ * for rides on its next step, and every rank saves (and stops) after that step. */
 static void *run(void *arg)
 {
     struct td_run *r = arg;
-    int failed = 0;
-    while (!atomic_load(&r->stop)) {
-        if (atomic_exchange(&r->ckpt, 0))
-            save(r, "requested");
-        if (atomic_load(&r->paused)) {
+    struct td_trainer *t = r->o.trainer;
+    int failed = 0, together = td_trainer_saves_together(t), stopped = 0;
+    for (;;) {
+        int stop = atomic_load(&r->stop);
+        if (stop && !together)
+            break;
+        if (stop)
+            td_trainer_request(t, TD_REQ_STOP);
+        if (atomic_exchange(&r->ckpt, 0)) {
+            if (together)
+                td_trainer_request(t, TD_REQ_SAVE);
+            else
+                save(r, "requested");
+        }
+        if (atomic_load(&r->paused) && !stop) {
             set_state(r, "paused");
             usleep(100000);
             continue;
@@ -174,13 +188,17 @@ static void *run(void *arg)
             LOG_INFO("training done", "step=%lld", (long long)i.step);
             break;
         }
-        if (turn(r)) {
-            failed = 1;
+        int end = turn(r);
+        if (end) {
+            failed = end == 1;
+            stopped = end == 2;
             break;
         }
     }
-    if (atomic_load(&r->stop) && td_trainer_step_count(r->o.trainer) !=
-                                     td_trainer_last_saved(r->o.trainer))
+    if (stopped)
+        set_state(r, "stopped");
+    if ((atomic_load(&r->stop) || stopped) &&
+        td_trainer_step_count(t) != td_trainer_last_saved(t))
         save(r, "stop");
     if (r->o.done)
         r->o.done(r->o.arg, failed);
@@ -258,11 +276,13 @@ void td_run_status(struct td_run *r, json_t *reply)
                                                    (json_int_t)i.bad_steps, "bad_in_row",
                                                    (json_int_t)i.bad_in_row, "loss_scale",
                                                    i.loss_scale));
-    json_object_set_new(reply, "memory", json_pack("{s:I,s:I,s:I,s:I}", "parameters",
-                                                   (json_int_t)i.params, "weights_grads_bytes",
-                                                   (json_int_t)i.mem_params, "activations_bytes",
-                                                   (json_int_t)i.mem_acts, "optimizer_bytes",
-                                                   (json_int_t)i.mem_optim));
+    json_object_set_new(reply, "memory",
+                        json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "parameters", (json_int_t)i.params,
+                                  "weights_grads_bytes", (json_int_t)i.mem_params,
+                                  "activations_bytes", (json_int_t)i.mem_acts, "optimizer_bytes",
+                                  (json_int_t)i.mem_optim, "moments_bytes",
+                                  (json_int_t)i.mem_moments, "zero_stage",
+                                  (json_int_t)i.zero_stage));
 }
 
 void td_run_stop(struct td_run **pr)

@@ -5,7 +5,10 @@
  * `checkpoint` after each save on the events PUB socket (rank 0, which also
  * appends each metrics line to OUTPUT/metrics.jsonl), saves every save_steps,
  * when asked (`ldmctl checkpoint`), and when stopped (SIGTERM) if steps were
- * taken since the last save. Pausing holds it between steps.
+ * taken since the last save. Pausing holds it between steps. With ZeRO on
+ * several ranks a checkpoint needs them all: a requested checkpoint or a stop
+ * is carried by the next step to every rank, which all save (and stop) after
+ * it; a stopping rank takes that one more step.
  */
 #ifndef LDM_TRAINERD_RUN_H
 #define LDM_TRAINERD_RUN_H

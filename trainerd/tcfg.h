@@ -54,6 +54,7 @@ struct trainerd_cfg {
     char *rendezvous;        /* rank 0's endpoint */
     char *data_endpoint;     /* this rank's ring endpoint (CPU ranks) */
     int64_t bucket_mb;       /* gradient bucket size of the overlapped all-reduce */
+    int64_t zero_stage;      /* 0, or 2: each rank keeps its shard of the optimiser state */
     int64_t rendezvous_timeout; /* ms */
     /* events */
     char *events;            /* PUB endpoint (rank 0) */

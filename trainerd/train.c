@@ -31,10 +31,11 @@ static int parse_names(struct td_trainer *t)
     else
         return ldm_fail(LDM_ECONFIG, "optimizer: '%s' is not adamw or adamw8bit", c->optimizer);
     if (!strcmp(c->mixed_precision, "no"))
-        t->mp = TD_MP_NO;
-    else if (!strcmp(c->mixed_precision, "fp16") || !strcmp(c->mixed_precision, "bf16"))
-        return ldm_fail(LDM_ECONFIG, "mixed_precision: %s needs the CUDA backend's reduced-"
-                        "precision activations, not built yet; use no", c->mixed_precision);
+        t->mp = TD_MP_NO, t->cdt = LDM_DT_F32;
+    else if (!strcmp(c->mixed_precision, "bf16"))
+        t->mp = TD_MP_BF16, t->cdt = LDM_DT_BF16;
+    else if (!strcmp(c->mixed_precision, "fp16")) /* a resume restores the scale reached */
+        t->mp = TD_MP_FP16, t->cdt = LDM_DT_F16, t->loss_scale = c->loss_scale;
     else
         return ldm_fail(LDM_ECONFIG, "mixed_precision: '%s' is not no, fp16 or bf16",
                         c->mixed_precision);
@@ -111,12 +112,16 @@ static int start_feed(struct td_trainer *t, struct td_cursor cur, const char *ke
 static int open_parts(struct td_trainer *t)
 {
     int rc = parse_names(t);
+    if (!rc)
+        rc = td_check_zero(t);
     if (!rc && mkdir(t->output, 0777) && errno != EEXIST)
         rc = ldm_fail_errno(LDM_ECONFIG, "output: %s: mkdir", t->output);
     if (!rc)
         rc = setup_schedules(t);
     if (!rc)
         rc = td_setup_model(t);
+    if (!rc && t->comm)
+        rc = ldm_comm_attach(t->comm, t->ctx); /* NCCL: its own stream beside the compute */
     if (!rc)
         rc = td_setup_cache(t);
     if (!rc)
@@ -199,7 +204,23 @@ static int micro_step(struct td_trainer *t, const struct td_batch *b, float *los
     return rc;
 }
 
-/* The backward finished the gradients from byte `from` on: all-reduce them in buckets
+/* Start averaging the gradients at bytes from .. to − 1 across ranks: all-reduce, or
+ * with ZeRO reduce-scatter at the shard cuts (each rank gets its shard's part). */
+static int send_bucket(struct td_trainer *t, size_t from, size_t to, uint64_t *ticket)
+{
+    float *g = (float *)((char *)t->ga->base + from);
+    size_t a = from / sizeof(float), b = to / sizeof(float);
+    if (!t->bucket_cut)
+        return ldm_comm_allreduce_start(t->comm, g, b - a, LDM_REDUCE_AVG, ticket);
+    for (int k = 0; k <= t->world; k++) {
+        size_t x = t->plan.el[k];
+        t->bucket_cut[k] = (x < a ? a : x > b ? b : x) - a;
+    }
+    return ldm_comm_reduce_scatter_at_start(t->comm, g, b - a, t->bucket_cut, LDM_REDUCE_AVG,
+                                            ticket);
+}
+
+/* The backward finished the gradients from byte `from` on: average them in buckets
  * of at least bucket_bytes (the rest when from is 0) while it computes the others. */
 static void grads_ready(void *arg, size_t from)
 {
@@ -210,9 +231,7 @@ static void grads_ready(void *arg, size_t from)
         t->comm_err = ldm_fail(LDM_ERANGE, "all-reduce: more than %zu buckets", t->nticket);
         return;
     }
-    float *g = (float *)((char *)t->ga->base + from);
-    t->comm_err = ldm_comm_allreduce_start(t->comm, g, (t->sent_to - from) / sizeof(float),
-                                           LDM_REDUCE_AVG, &t->tickets[t->nticket++]);
+    t->comm_err = send_bucket(t, from, t->sent_to, &t->tickets[t->nticket++]);
     t->sent_to = from;
 }
 
@@ -261,6 +280,13 @@ static int run_micro(struct td_trainer *t, int timeout_ms, double *loss_sum, dou
     return rc;
 }
 
+/* A descriptor of n elements of `dtype` at byte offset off of arena a. */
+static struct ldm_tensor at(const struct ldm_arena *a, size_t off, int dtype, size_t n)
+{
+    int64_t shape[1] = {(int64_t)n};
+    return ldm_tensor_view((char *)a->base + off, dtype, 1, shape);
+}
+
 /* Average across ranks, unscale, clip: the global norm into *norm. */
 static int reduce_and_clip(struct td_trainer *t, float *norm)
 {
@@ -273,36 +299,98 @@ static int reduce_and_clip(struct td_trainer *t, float *norm)
     return rc;
 }
 
-/* A descriptor of n elements of `dtype` at byte offset off of arena a. */
-static struct ldm_tensor at(const struct ldm_arena *a, size_t off, int dtype, size_t n)
+/* Every rank's shard norm and requests (2 floats each, all-gathered): the global
+ * norm (the shards' summed in double, in rank order: the same on every rank) into
+ * *norm, the requests of any rank into *req. */
+static int gather_norms(struct td_trainer *t, float mine, float *norm, int *req)
 {
-    int64_t shape[1] = {(int64_t)n};
-    return ldm_tensor_view((char *)a->base + off, dtype, 1, shape);
+    size_t w = (size_t)t->world;
+    float me[2] = {mine, (float)t->requests};
+    int rc = ldm_ctx_upload(t->ctx, t->flags + 2 * (size_t)t->rank, me, sizeof me);
+    if (!rc)
+        rc = ldm_comm_all_gather(t->comm, t->flags, 2 * w);
+    if (!rc)
+        rc = ldm_ctx_download(t->ctx, t->flags_host, t->flags, 2 * w * sizeof(float));
+    double sq = 0;
+    *req = 0;
+    for (size_t k = 0; !rc && k < w; k++) {
+        sq += (double)t->flags_host[2 * k] * t->flags_host[2 * k];
+        *req |= (int)t->flags_host[2 * k + 1];
+    }
+    *norm = (float)sqrt(sq);
+    t->requests = 0;
+    return rc;
 }
 
-/* 8-bit AdamW over every parameter (F32 moments for the small ones). */
-static int adamw8_all(struct td_trainer *t, const struct ldm_adamw_opts *o)
+/* ZeRO: unscale this rank's shard of the gradients (reduce-scattered: averaged),
+ * take the global norm from every shard's, clip the shard as ldm_clip_grad_norm
+ * clips a whole arena. A rank whose loss is not finite sends a NaN norm, so that
+ * every rank skips the step (they must all take the all-gather, or none). */
+static int shard_clip(struct td_trainer *t, double loss, float *norm, int *req)
 {
+    size_t n = t->win.hi - t->win.lo;
+    struct ldm_tensor g = at(t->ga, t->win.lo * sizeof(float), LDM_DT_F32, n);
+    float mine = 0, mx = (float)t->cfg.max_grad_norm;
     int rc = 0;
-    size_t n = ldm_unet_nparams(t->u);
-    for (size_t i = 0; !rc && i < n; i++) {
-        struct ldm_tensor p, g;
-        ldm_unet_param(t->u, i, &p, &g);
-        size_t ne = ldm_tensor_numel(&p);
-        size_t off = (size_t)((char *)p.data - (char *)t->pa->base);
-        struct ldm_tensor pf = at(t->pa, off, LDM_DT_F32, ne), gf = at(t->ga, off, LDM_DT_F32, ne);
-        if (!t->q8[i].is8) {
-            struct ldm_tensor m = at(&t->m, off, LDM_DT_F32, ne), v = at(&t->v, off, LDM_DT_F32, ne);
+    if (n && t->loss_scale != 1.0)
+        rc = ldm_add_forward(t->ctx, &g, (float)(1.0 / t->loss_scale), &g, 0.0f, NULL);
+    if (!rc && n)
+        rc = ldm_clip_grad_norm(t->ctx, &g, 1, 0.0f, &mine);
+    if (!rc)
+        rc = gather_norms(t, isfinite(loss) ? mine : NAN, norm, req);
+    if (rc || !n || !isfinite(*norm) || !(mx > 0.0f) || isinf(mx))
+        return rc;
+    float coef = mx / (*norm + 1e-6f);
+    return coef < 1.0f ? ldm_add_forward(t->ctx, &g, coef, &g, 0.0f, NULL) : 0;
+}
+
+/* 8-bit AdamW over this rank's window (F32 moments for the small tensors). */
+static int adamw8_window(struct td_trainer *t, const struct ldm_adamw_opts *o)
+{
+    const struct td_window *w = &t->win;
+    int rc = 0;
+    for (size_t i = 0; !rc && i < t->ntens; i++) {
+        const struct td_zero_tensor *z = &t->tens[i];
+        size_t b = z->off > w->lo ? z->off : w->lo;
+        size_t e = z->off + z->n < w->hi ? z->off + z->n : w->hi;
+        if (b >= e)
+            continue;
+        size_t ne = e - b, el = b - z->off; /* el: a block start (zero.h) */
+        struct ldm_tensor pf = at(t->pa, b * 4, LDM_DT_F32, ne);
+        struct ldm_tensor gf = at(t->ga, b * 4, LDM_DT_F32, ne);
+        if (!z->is8) {
+            struct ldm_tensor m = at(&t->m, (b - w->lo) * 4, LDM_DT_F32, ne);
+            struct ldm_tensor v = at(&t->v, (b - w->lo) * 4, LDM_DT_F32, ne);
             rc = ldm_adamw_step(t->ctx, &pf, &gf, &m, &v, o);
             continue;
         }
         size_t nb = (ne + LDM_ADAM8_BLOCK - 1) / LDM_ADAM8_BLOCK;
-        struct ldm_tensor qm = at(&t->q_m, t->q8[i].q_off, LDM_DT_U8, ne);
-        struct ldm_tensor qv = at(&t->q_v, t->q8[i].q_off, LDM_DT_U8, ne);
-        struct ldm_tensor am = at(&t->a_m, t->q8[i].a_off * 4, LDM_DT_F32, nb);
-        struct ldm_tensor av = at(&t->a_v, t->q8[i].a_off * 4, LDM_DT_F32, nb);
+        size_t q = z->q_off + el - w->qlo, a = (z->a_off + el / LDM_ADAM8_BLOCK - w->alo) * 4;
+        struct ldm_tensor qm = at(&t->q_m, q, LDM_DT_U8, ne), qv = at(&t->q_v, q, LDM_DT_U8, ne);
+        struct ldm_tensor am = at(&t->a_m, a, LDM_DT_F32, nb), av = at(&t->a_v, a, LDM_DT_F32, nb);
         rc = ldm_adamw8_step(t->ctx, &pf, &gf, &qm, &qv, &am, &av, o);
     }
+    return rc;
+}
+
+/* The optimiser update of this rank's window; with ZeRO the others' parameters
+ * are then gathered from them. */
+static int update_params(struct td_trainer *t, const struct ldm_adamw_opts *o)
+{
+    const struct td_window *w = &t->win;
+    size_t n = w->hi - w->lo;
+    int rc = 0;
+    if (t->optimizer == TD_OPT_ADAMW8) {
+        rc = adamw8_window(t, o);
+    } else if (n) {
+        struct ldm_tensor p = at(t->pa, w->lo * 4, LDM_DT_F32, n);
+        struct ldm_tensor g = at(t->ga, w->lo * 4, LDM_DT_F32, n);
+        struct ldm_tensor m = at(&t->m, 0, LDM_DT_F32, n), v = at(&t->v, 0, LDM_DT_F32, n);
+        rc = ldm_adamw_step(t->ctx, &p, &g, &m, &v, o);
+    }
+    if (!rc && t->bucket_cut)
+        rc = ldm_comm_all_gather_at(t->comm, t->pa->base, t->pa->bytes / sizeof(float),
+                                    t->plan.el);
     return rc;
 }
 
@@ -314,17 +402,7 @@ static int update(struct td_trainer *t, double *lr)
     struct ldm_adamw_opts o = {.lr = *lr, .beta1 = c->adam_beta1, .beta2 = c->adam_beta2,
                                .eps = c->adam_eps, .weight_decay = c->weight_decay,
                                .step = t->step + 1};
-    int rc;
-    if (t->optimizer == TD_OPT_ADAMW8) {
-        rc = adamw8_all(t, &o);
-    } else {
-        struct ldm_tensor p, g, m, v;
-        rc = ldm_arena_flat(t->pa, LDM_DT_F32, &p);
-        if (!rc) rc = ldm_arena_flat(t->ga, LDM_DT_F32, &g);
-        if (!rc) rc = ldm_arena_flat(&t->m, LDM_DT_F32, &m);
-        if (!rc) rc = ldm_arena_flat(&t->v, LDM_DT_F32, &v);
-        if (!rc) rc = ldm_adamw_step(t->ctx, &p, &g, &m, &v, &o);
-    }
+    int rc = update_params(t, &o);
     if (!rc && c->use_ema) {
         struct ldm_tensor e, p;
         double decay = ldm_ema_decay_at(&t->ema_sched, t->step + 1);
@@ -365,7 +443,7 @@ int td_trainer_step(struct td_trainer *t, int timeout_ms, struct td_step_report 
         return rc;
     loss /= (double)t->cfg.grad_accum;
     float norm = 0;
-    rc = reduce_and_clip(t, &norm);
+    rc = t->bucket_cut ? shard_clip(t, loss, &norm, &rep->requests) : reduce_and_clip(t, &norm);
     if (rc)
         return rc;
     rep->grad_norm = norm;
@@ -388,21 +466,37 @@ int td_trainer_step(struct td_trainer *t, int timeout_ms, struct td_step_report 
     return rc;
 }
 
+void td_trainer_request(struct td_trainer *t, int req)
+{
+    t->requests |= req;
+}
+
+int td_trainer_saves_together(const struct td_trainer *t)
+{
+    return t->bucket_cut != NULL;
+}
+
 int td_trainer_save(struct td_trainer *t, char *path, size_t size)
 {
+    struct td_state_host h;
+    int rc = td_state_collect(t, &h); /* ZeRO: every rank hands over its shard */
     if (t->rank != 0) {
-        t->last_saved = t->step;
-        return 0;
+        td_state_host_free(&h);
+        if (!rc)
+            t->last_saved = t->step;
+        return rc;
     }
     char tmp[4200];
     struct td_cursor cur;
     char *keys = NULL;
     size_t klen = 0;
-    int rc = td_feed_cursor(t->feed, &cur, &keys, &klen);
+    if (!rc)
+        rc = td_feed_cursor(t->feed, &cur, &keys, &klen);
     if (!rc)
         rc = td_ckpt_begin(t->output, t->step, tmp, sizeof tmp);
     if (!rc)
-        rc = td_state_save(t, tmp, cur, keys, klen);
+        rc = td_state_save(t, tmp, cur, keys, klen, &h);
+    td_state_host_free(&h);
     free(keys);
     if (!rc)
         rc = td_ckpt_commit(t->output, t->step, tmp, path, size);
@@ -439,11 +533,12 @@ void td_trainer_info(struct td_trainer *t, struct td_trainer_info *i)
         struct ldm_unet_mem m;
         ldm_unet_memory(t->u, &m);
         i->params = ldm_unet_nparams(t->u);
-        i->mem_params = m.params * 2;
+        i->mem_params = m.params * 2 + m.compute; /* F32 master + grads, compute copies */
         i->mem_acts = m.acts + m.act_grads + m.workspace;
-        i->mem_optim = t->m.bytes + t->v.bytes + t->ema.bytes + t->q_m.bytes * 2 +
-                       t->a_m.bytes * 2;
+        i->mem_moments = t->m.bytes + t->v.bytes + t->q_m.bytes * 2 + t->a_m.bytes * 2;
+        i->mem_optim = i->mem_moments + t->ema.bytes;
     }
+    i->zero_stage = t->zero;
 }
 
 void td_trainer_close(struct td_trainer **pt)

@@ -14,17 +14,18 @@
 #include "trainerd/lr.h"
 #include "trainerd/objective.h"
 #include "trainerd/train.h"
+#include "trainerd/zero.h"
 
 #define TD_ADAM8_MIN 4096 /* bitsandbytes' min_8bit_size: smaller tensors keep F32 moments */
 
 enum { TD_OPT_ADAMW = 0, TD_OPT_ADAMW8 };
 enum { TD_MP_NO = 0, TD_MP_FP16, TD_MP_BF16 };
 
-/* Where parameter i's 8-bit state lives (is8), or its F32 moments. */
-struct td_q8 {
-    int is8;
-    size_t q_off;  /* byte offset of its codes in q_m / q_v */
-    size_t a_off;  /* float offset of its absmax in a_m / a_v */
+/* This rank's part of the optimiser state (zero.h): parameters lo .. hi − 1 of the
+ * arena, whose moments are the windows [lo, hi) of adam.m/v, [qlo, qhi) of the codes
+ * and [alo, ahi) of the absmax arrays; without ZeRO, all of them. */
+struct td_window {
+    size_t lo, hi, qlo, qhi, alo, ahi;
 };
 
 struct td_trainer {
@@ -36,9 +37,17 @@ struct td_trainer {
     struct ldm_ctx *ctx;
     struct ldm_unet *u;
     const struct ldm_arena *pa, *ga;
-    struct ldm_arena m, v, ema;   /* F32, laid out as pa (m, v unused by 8-bit tensors) */
-    struct ldm_arena q_m, q_v, a_m, a_v;
-    struct td_q8 *q8;
+    struct ldm_arena m, v, ema;   /* m, v: F32, the window lo..hi of pa (unused by 8-bit
+                                     tensors); ema: all of pa, on every rank */
+    struct ldm_arena q_m, q_v, a_m, a_v; /* 8-bit codes and absmax, their windows */
+    struct td_zero_tensor *tens;  /* every parameter: its elements and 8-bit state */
+    size_t ntens, q_total, a_total; /* tensors; lengths of the unsharded 8-bit arrays */
+    int zero;                     /* zero_stage: 0, or 2 (sharded when world > 1) */
+    struct td_zero_plan plan;     /* the cuts (one shard without ZeRO) */
+    struct td_window win;         /* this rank's */
+    float *flags, *flags_host;    /* ZeRO, world > 1: 2·world floats (in ctx memory, and a
+                                     host copy): each rank's shard norm and requests */
+    size_t *bucket_cut;           /* ZeRO: world + 1 cuts of the bucket in flight */
     int optimizer, mp, save_dtype;
 
     struct ldm_schedule sched;
@@ -53,14 +62,18 @@ struct td_trainer {
     float scale, shift;
     struct td_feed *feed;
 
-    /* gradient buckets all-reduced while the backward goes on (world > 1) */
+    /* gradient buckets all-reduced (ZeRO: reduce-scattered at the cuts) while the
+     * backward goes on (world > 1). Between steps the gradient arena holds nothing
+     * needed (each step zeroes it first): saving a ZeRO checkpoint gathers there. */
     size_t bucket_bytes, sent_to;
     uint64_t tickets[4096];
     size_t nticket;
     int comm_err, hook_on;
+    int requests;                 /* TD_REQ_* this rank asks of the next step */
 
     int64_t step, serial, last_saved, bad_total, bad_in_row, good_run;
     double loss_scale;
+    int cdt;                 /* the UNet's compute dtype (mixed_precision) */
     int64_t pN, pH, pW, pL;       /* sizes the UNet is prepared for */
     pthread_mutex_t mu;           /* guards the numbers status reads */
 };
@@ -68,12 +81,20 @@ struct td_trainer {
 /* train_setup.c */
 int td_setup_model(struct td_trainer *t);
 int td_setup_cache(struct td_trainer *t);
+int td_check_zero(struct td_trainer *t);
 int td_setup_optim(struct td_trainer *t);
 void td_free_optim(struct td_trainer *t);
 
 /* train_state.c: trainer_state.safetensors of checkpoint folder dir. */
+/* The optimiser state in the unsharded layout, as host copies on rank 0 (NULL
+ * elsewhere). Every rank calls it: with ZeRO the windows are gathered. */
+struct td_state_host {
+    void *m, *v, *qm, *qv, *am, *av;
+};
+int td_state_collect(struct td_trainer *t, struct td_state_host *h);
+void td_state_host_free(struct td_state_host *h);
 int td_state_save(struct td_trainer *t, const char *dir, struct td_cursor cur,
-                  const char *keys, size_t klen);
+                  const char *keys, size_t klen, const struct td_state_host *h);
 /* Load dir's weights and state; the cursor and (malloc'd) key list into the outs. */
 int td_state_load(struct td_trainer *t, const char *dir, struct td_cursor *cur, char **keys,
                   size_t *klen);

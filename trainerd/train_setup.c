@@ -75,6 +75,11 @@ int td_setup_model(struct td_trainer *t)
         rc = ldm_unet_create(&t->u, t->ctx, &uc);
     if (!rc)
         rc = ldm_unet_set_checkpointing(t->u, t->cfg.gradient_checkpointing);
+    if (!rc)
+        rc = ldm_unet_set_precision(t->u, t->cdt);
+    if (!rc && t->cdt != LDM_DT_F32 && t->ctx->device == LDM_DEV_CPU)
+        LOG_WARN("mixed precision on the CPU is emulated (slower than mixed_precision=no)",
+                 "mixed_precision=%s", t->cfg.mixed_precision);
     if (!rc) {
         snprintf(p, sizeof p, "%s/unet", t->model);
         rc = ldm_unet_load_dir(t->u, p);
@@ -188,45 +193,86 @@ static int alloc_like(struct td_trainer *t, struct ldm_arena *a, size_t bytes, c
     return 0;
 }
 
-/* 8-bit AdamW: which tensors get block-quantised moments, and their offsets. */
-static int plan_q8(struct td_trainer *t, size_t *qbytes, size_t *ablocks)
+/* Every parameter's place in the arena; with 8-bit AdamW which ones get block-quantised
+ * moments (TD_ADAM8_MIN elements or more) and the offsets of their codes and absmax. */
+static int plan_tensors(struct td_trainer *t)
 {
     size_t n = ldm_unet_nparams(t->u);
-    t->q8 = calloc(n ? n : 1, sizeof *t->q8);
-    if (!t->q8)
-        return ldm_fail(LDM_ENOMEM, "8-bit optimiser state");
-    *qbytes = *ablocks = 0;
+    t->tens = calloc(n ? n : 1, sizeof *t->tens);
+    if (!t->tens)
+        return ldm_fail(LDM_ENOMEM, "optimiser state plan");
+    t->ntens = n;
+    t->q_total = t->a_total = 0;
     for (size_t i = 0; i < n; i++) {
         struct ldm_tensor p, g;
         ldm_unet_param(t->u, i, &p, &g);
         size_t ne = ldm_tensor_numel(&p);
-        if (ne < TD_ADAM8_MIN)
+        size_t off = (size_t)((char *)p.data - (char *)t->pa->base) / sizeof(float);
+        t->tens[i] = (struct td_zero_tensor){.off = off, .n = ne};
+        if (t->optimizer != TD_OPT_ADAMW8 || ne < TD_ADAM8_MIN)
             continue;
-        t->q8[i] = (struct td_q8){1, *qbytes, *ablocks};
-        *qbytes += (ne + 255) / 256 * 256;
-        *ablocks += (ne + LDM_ADAM8_BLOCK - 1) / LDM_ADAM8_BLOCK;
+        t->tens[i].is8 = 1;
+        t->tens[i].q_off = t->q_total, t->tens[i].a_off = t->a_total;
+        t->q_total += (ne + 255) / 256 * 256;
+        t->a_total += (ne + LDM_ADAM8_BLOCK - 1) / LDM_ADAM8_BLOCK;
     }
     return 0;
 }
 
+/* zero_stage: 0 (every rank keeps all the state) or 2 (each its shard). */
+int td_check_zero(struct td_trainer *t)
+{
+    t->zero = (int)t->cfg.zero_stage;
+    if (t->zero == 0 || t->zero == 2)
+        return 0;
+    return ldm_fail(LDM_ECONFIG, "zero_stage: %d is not 0 or 2 (stage 2 shards the optimiser "
+                    "state and reduce-scatters the gradients; stage 1 would only add traffic "
+                    "here, the gradient arena being whole on every rank)", t->zero);
+}
+
+/* The cuts and this rank's window of the state (zero.h). */
+static int plan_window(struct td_trainer *t)
+{
+    int shard = t->zero && t->world > 1;
+    int world = shard ? t->world : 1, k = shard ? t->rank : 0;
+    int rc = td_zero_plan_make(&t->plan, t->tens, t->ntens, t->pa->bytes / sizeof(float),
+                               t->q_total, t->a_total, world);
+    if (rc)
+        return rc;
+    const struct td_zero_plan *p = &t->plan;
+    t->win = (struct td_window){p->el[k], p->el[k + 1], p->q[k], p->q[k + 1], p->a[k],
+                                p->a[k + 1]};
+    if (!shard)
+        return 0;
+    t->bucket_cut = calloc((size_t)t->world + 1, sizeof *t->bucket_cut);
+    t->flags_host = calloc(2 * (size_t)t->world, sizeof *t->flags_host);
+    if (!t->bucket_cut || !t->flags_host)
+        return ldm_fail(LDM_ENOMEM, "optimiser shards");
+    return ldm_ctx_alloc(t->ctx, 2 * (size_t)t->world * sizeof(float), (void **)&t->flags);
+}
+
 int td_setup_optim(struct td_trainer *t)
 {
-    size_t pb = t->pa->bytes;
-    int rc = alloc_like(t, &t->m, pb, "optimizer moments");
+    int rc = plan_tensors(t);
     if (!rc)
-        rc = alloc_like(t, &t->v, pb, "optimizer moments");
+        rc = plan_window(t);
+    const struct td_window *w = &t->win;
+    size_t mb = (w->hi - w->lo) * sizeof(float);
+    if (!rc)
+        rc = alloc_like(t, &t->m, mb, "optimizer moments");
+    if (!rc)
+        rc = alloc_like(t, &t->v, mb, "optimizer moments");
     if (!rc && t->optimizer == TD_OPT_ADAMW8) {
-        size_t qb = 0, ab = 0;
-        rc = plan_q8(t, &qb, &ab);
-        if (!rc)
-            rc = alloc_like(t, &t->q_m, qb, "8-bit moments");
+        size_t qb = w->qhi - w->qlo, ab = (w->ahi - w->alo) * sizeof(float);
+        rc = alloc_like(t, &t->q_m, qb, "8-bit moments");
         if (!rc)
             rc = alloc_like(t, &t->q_v, qb, "8-bit moments");
         if (!rc)
-            rc = alloc_like(t, &t->a_m, ab * sizeof(float), "8-bit absmax");
+            rc = alloc_like(t, &t->a_m, ab, "8-bit absmax");
         if (!rc)
-            rc = alloc_like(t, &t->a_v, ab * sizeof(float), "8-bit absmax");
+            rc = alloc_like(t, &t->a_v, ab, "8-bit absmax");
     }
+    size_t pb = t->pa->bytes;
     if (!rc && t->cfg.use_ema) {
         rc = alloc_like(t, &t->ema, pb, "EMA weights");
         if (!rc)
@@ -243,6 +289,14 @@ void td_free_optim(struct td_trainer *t)
             ldm_ctx_free(t->ctx, a[i]->base);
             a[i]->base = NULL;
         }
-    free(t->q8);
-    t->q8 = NULL;
+    if (t->flags)
+        ldm_ctx_free(t->ctx, t->flags);
+    t->flags = NULL;
+    free(t->tens);
+    t->tens = NULL;
+    free(t->bucket_cut);
+    t->bucket_cut = NULL;
+    free(t->flags_host);
+    t->flags_host = NULL;
+    td_zero_plan_free(&t->plan);
 }

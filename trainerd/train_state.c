@@ -11,6 +11,11 @@
  *   params, ema                             F32       master weights (and EMA) when the
  *                                                     folders hold them in fp16/bf16
  * The folders unet/ and unet_ema/ are diffusers' layout, in save_precision.
+ *
+ * The moments are written in that unsharded layout whatever zero_stage: with ZeRO
+ * each rank holds one window of each array (zero.h), the windows are gathered to
+ * rank 0 to be written, and on resume each rank uploads its own window. So a run
+ * resumes with or without ZeRO, on any number of ranks.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +25,7 @@
 #include "log.h"
 #include "models/unet_save.h"
 #include "safetensors.h"
+#include "trainerd/comm.h"
 #include "trainerd/train_int.h"
 
 #define STATE_FORMAT "ldmpipe-trainer 1"
@@ -52,8 +58,61 @@ static int add_arena(struct blobs *b, struct td_trainer *t, const char *name, in
     return rc;
 }
 
+/* Array `a`, this rank's window of an unsharded array of `total` bytes cut at cut[]
+ * (units of `unit` bytes), whole on rank 0's host (*out, malloc'd; NULL elsewhere).
+ * With ZeRO on several ranks every window is all-gathered in the gradient arena,
+ * whose contents are dead between steps and which is as large as any array. */
+static int collect(struct td_trainer *t, const struct ldm_arena *a, const size_t *cut,
+                   size_t unit, size_t total, void **out)
+{
+    int shard = t->bucket_cut != NULL, rc = 0;
+    char *buf = shard ? t->ga->base : a->base;
+    *out = NULL;
+    if (shard && total > t->ga->bytes)
+        return ldm_fail(LDM_EINVAL, "trainer state: %zu bytes do not fit the gradient arena",
+                        total);
+    if (shard && a->bytes)
+        rc = ldm_ctx_copy(t->ctx, buf + cut[t->rank] * unit, a->base, a->bytes);
+    if (!rc && shard) {
+        for (int k = 0; k <= t->world; k++) /* floats: cuts are multiples of 256 bytes */
+            t->bucket_cut[k] = cut[k] * unit / sizeof(float);
+        rc = ldm_comm_all_gather_at(t->comm, (float *)buf, total / sizeof(float), t->bucket_cut);
+    }
+    if (rc || t->rank != 0)
+        return rc;
+    *out = malloc(total ? total : 1);
+    if (!*out)
+        return ldm_fail(LDM_ENOMEM, "trainer state: %zu bytes", total);
+    return ldm_ctx_download(t->ctx, *out, buf, total);
+}
+
+int td_state_collect(struct td_trainer *t, struct td_state_host *h)
+{
+    memset(h, 0, sizeof *h);
+    const struct td_zero_plan *p = &t->plan;
+    size_t mb = t->pa->bytes, qb = t->q_total, ab = t->a_total * sizeof(float);
+    int rc = collect(t, &t->m, p->el, sizeof(float), mb, &h->m);
+    if (!rc) rc = collect(t, &t->v, p->el, sizeof(float), mb, &h->v);
+    if (!rc && t->optimizer == TD_OPT_ADAMW8) {
+        rc = collect(t, &t->q_m, p->q, 1, qb, &h->qm);
+        if (!rc) rc = collect(t, &t->q_v, p->q, 1, qb, &h->qv);
+        if (!rc) rc = collect(t, &t->a_m, p->a, sizeof(float), ab, &h->am);
+        if (!rc) rc = collect(t, &t->a_v, p->a, sizeof(float), ab, &h->av);
+    }
+    return rc;
+}
+
+void td_state_host_free(struct td_state_host *h)
+{
+    void **p[] = {&h->m, &h->v, &h->qm, &h->qv, &h->am, &h->av};
+    for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) {
+        free(*p[i]);
+        *p[i] = NULL;
+    }
+}
+
 static int write_state(struct td_trainer *t, const char *dir, struct td_cursor cur,
-                       const char *keys, size_t klen)
+                       const char *keys, size_t klen, const struct td_state_host *h)
 {
     struct blobs b = {0};
     int64_t sc[NSCALARS] = {t->step, t->serial, cur.epoch, cur.batch, t->bad_total,
@@ -64,15 +123,16 @@ static int write_state(struct td_trainer *t, const char *dir, struct td_cursor c
         add_raw(&b, names[i], LDM_DT_I64, &sc[i], 8);
     add_raw(&b, "loss_scale", LDM_DT_F64, &t->loss_scale, 8);
     add_raw(&b, "keys", LDM_DT_U8, keys ? keys : "", klen);
-    int rc = add_arena(&b, t, "adam.m", LDM_DT_F32, &t->m);
-    if (!rc) rc = add_arena(&b, t, "adam.v", LDM_DT_F32, &t->v);
-    if (!rc && t->optimizer == TD_OPT_ADAMW8) {
-        rc = add_arena(&b, t, "adam8.qm", LDM_DT_U8, &t->q_m);
-        if (!rc) rc = add_arena(&b, t, "adam8.qv", LDM_DT_U8, &t->q_v);
-        if (!rc) rc = add_arena(&b, t, "adam8.am", LDM_DT_F32, &t->a_m);
-        if (!rc) rc = add_arena(&b, t, "adam8.av", LDM_DT_F32, &t->a_v);
+    add_raw(&b, "adam.m", LDM_DT_F32, h->m, t->pa->bytes);
+    add_raw(&b, "adam.v", LDM_DT_F32, h->v, t->pa->bytes);
+    if (t->optimizer == TD_OPT_ADAMW8) {
+        add_raw(&b, "adam8.qm", LDM_DT_U8, h->qm, t->q_total);
+        add_raw(&b, "adam8.qv", LDM_DT_U8, h->qv, t->q_total);
+        add_raw(&b, "adam8.am", LDM_DT_F32, h->am, t->a_total * sizeof(float));
+        add_raw(&b, "adam8.av", LDM_DT_F32, h->av, t->a_total * sizeof(float));
     }
-    if (!rc && t->save_dtype != LDM_DT_F32) {
+    int rc = 0;
+    if (t->save_dtype != LDM_DT_F32) {
         rc = add_arena(&b, t, "params", LDM_DT_F32, t->pa);
         if (!rc && t->cfg.use_ema)
             rc = add_arena(&b, t, "ema", LDM_DT_F32, &t->ema);
@@ -88,7 +148,7 @@ static int write_state(struct td_trainer *t, const char *dir, struct td_cursor c
 }
 
 int td_state_save(struct td_trainer *t, const char *dir, struct td_cursor cur,
-                  const char *keys, size_t klen)
+                  const char *keys, size_t klen, const struct td_state_host *h)
 {
     char p[4300];
     struct ldm_unet_save_opts o = {.src_config = t->src_config, .dtype = t->save_dtype};
@@ -100,7 +160,7 @@ int td_state_save(struct td_trainer *t, const char *dir, struct td_cursor cur,
         rc = ldm_unet_save_ex(t->u, p, &o);
     }
     if (!rc)
-        rc = write_state(t, dir, cur, keys, klen);
+        rc = write_state(t, dir, cur, keys, klen, h);
     return rc;
 }
 
@@ -114,18 +174,25 @@ static int get_i64(const struct ldm_st *st, const char *name, int64_t *v)
     return rc;
 }
 
-/* Upload tensor `name` into arena a (same byte size). */
-static int get_arena(struct td_trainer *t, const struct ldm_st *st, const char *name,
-                     const struct ldm_arena *a)
+/* Upload bytes lo .. lo + a->bytes − 1 of tensor `name` (total bytes) into arena a:
+ * this rank's window of an optimiser array, or (lo 0) a whole arena. */
+static int get_window(struct td_trainer *t, const struct ldm_st *st, const char *name,
+                      const struct ldm_arena *a, size_t lo, size_t total)
 {
     const struct ldm_st_tensor *x;
     int rc = ldm_st_find(st, name, &x);
-    if (!rc && x->nbytes != a->bytes)
+    if (!rc && x->nbytes != total)
         rc = ldm_fail(LDM_EFORMAT, "%s: %s holds %zu bytes, this model needs %zu (another "
-                      "model or optimizer?)", ldm_st_label(st), name, x->nbytes, a->bytes);
-    if (!rc)
-        rc = ldm_ctx_upload(t->ctx, a->base, x->data, a->bytes);
+                      "model or optimizer?)", ldm_st_label(st), name, x->nbytes, total);
+    if (!rc && a->bytes)
+        rc = ldm_ctx_upload(t->ctx, a->base, (const char *)x->data + lo, a->bytes);
     return rc;
+}
+
+static int get_arena(struct td_trainer *t, const struct ldm_st *st, const char *name,
+                     const struct ldm_arena *a)
+{
+    return get_window(t, st, name, a, 0, a->bytes);
 }
 
 static int load_weights(struct td_trainer *t, const char *dir, const struct ldm_st *st)
@@ -156,13 +223,16 @@ static int load_optim(struct td_trainer *t, const struct ldm_st *st)
     if (!opt || strcmp(opt, t->cfg.optimizer))
         return ldm_fail(LDM_ECONFIG, "optimizer: %s holds %s state, the config says %s",
                         ldm_st_label(st), opt ? opt : "no", t->cfg.optimizer);
-    int rc = get_arena(t, st, "adam.m", &t->m);
-    if (!rc) rc = get_arena(t, st, "adam.v", &t->v);
+    const struct td_window *w = &t->win;
+    size_t mb = t->pa->bytes, ab = t->a_total * sizeof(float), m0 = w->lo * sizeof(float);
+    int rc = get_window(t, st, "adam.m", &t->m, m0, mb);
+    if (!rc) rc = get_window(t, st, "adam.v", &t->v, m0, mb);
     if (!rc && t->optimizer == TD_OPT_ADAMW8) {
-        rc = get_arena(t, st, "adam8.qm", &t->q_m);
-        if (!rc) rc = get_arena(t, st, "adam8.qv", &t->q_v);
-        if (!rc) rc = get_arena(t, st, "adam8.am", &t->a_m);
-        if (!rc) rc = get_arena(t, st, "adam8.av", &t->a_v);
+        size_t a0 = w->alo * sizeof(float);
+        rc = get_window(t, st, "adam8.qm", &t->q_m, w->qlo, t->q_total);
+        if (!rc) rc = get_window(t, st, "adam8.qv", &t->q_v, w->qlo, t->q_total);
+        if (!rc) rc = get_window(t, st, "adam8.am", &t->a_m, a0, ab);
+        if (!rc) rc = get_window(t, st, "adam8.av", &t->a_v, a0, ab);
     }
     return rc;
 }

@@ -2,11 +2,13 @@
  * SD-1.5-shaped UNet (64×64 latents, 77 tokens) on the CUDA backend, against diffusers'
  * UNet2DConditionModel on PyTorch on the same GPU in the same run: ms/step, img/s, the
  * ratio, MFU (3 × 0.81 TFLOP per image over the H100's 989 TFLOP/s dense bf16 peak) and
- * memory. ldmpipe computes in F32 here (the backend's reduced-precision activations are
- * not wired into the models yet); the peer runs F32 (TF32 off) and bf16 autocast.
+ * memory. ldmpipe runs F32 and mixed precision (ldm_unet_set_precision: bf16 or fp16
+ * activations, F32 master weights, AdamW in F32); the peer runs F32 (TF32 off) and bf16
+ * autocast. Each precision is compared with the peer's of the same name; the headline is
+ * bf16 against bf16.
  *
  * usage: bench-unet_gpu [--device cuda:0] [--batch N] [--steps K] [--python P]
- *        [--script bench/unet_gpu/peer.py] [--peer fp32,bf16] [--tiny]
+ *        [--script bench/unet_gpu/peer.py] [--peer fp32,bf16] [--ours fp32,bf16] [--tiny]
  */
 #include <jansson.h>
 #include <math.h>
@@ -24,7 +26,7 @@
 #define PEAK_BF16 989e12
 
 struct opts {
-    const char *device, *python, *script, *peer;
+    const char *device, *python, *script, *peer, *ours;
     int batch, steps, tiny;
 };
 
@@ -92,13 +94,21 @@ struct run {
     size_t bytes; /* device memory we allocated */
 };
 
-static int setup(struct run *r, const struct opts *o, const char *config, int64_t N)
+/* "fp32", "bf16", "fp16" -> the compute dtype, or -1. */
+static int dtype_of(const char *prec)
+{
+    return !strcmp(prec, "fp32") ? LDM_DT_F32 : !strcmp(prec, "bf16") ? LDM_DT_BF16
+           : !strcmp(prec, "fp16") ? LDM_DT_F16 : -1;
+}
+
+static int setup(struct run *r, const struct opts *o, const char *config, int64_t N, int dtype)
 {
     struct ldm_unet_config cfg;
     int rc = ldm_unet_config_load(&cfg, config);
     if (!rc) rc = ldm_ctx_open(&r->ctx, o->device, 0);
     if (!rc) rc = ldm_unet_create(&r->u, r->ctx, &cfg);
     if (!rc) rc = init_params(r->u, r->ctx);
+    if (!rc) rc = ldm_unet_set_precision(r->u, dtype);
     if (!rc) rc = ldm_unet_prepare(r->u, N, 64, 64, 77);
     const struct ldm_arena *pa;
     ldm_unet_arenas(r->u, &pa, NULL);
@@ -117,7 +127,7 @@ static int setup(struct run *r, const struct opts *o, const char *config, int64_
         r->t[i] = (float)((17 + 311 * i) % 1000);
     struct ldm_unet_mem m;
     ldm_unet_memory(r->u, &m);
-    r->bytes = 4 * m.params + m.acts + m.act_grads + m.workspace;
+    r->bytes = 4 * m.params + m.compute + m.acts + m.act_grads + m.workspace;
     return r->sample && r->target && r->ehs && r->t ? 0 : ldm_fail(LDM_ENOMEM, "inputs");
 }
 
@@ -157,11 +167,12 @@ static int cmp_d(const void *a, const void *b)
 }
 
 /* Our median step time; the memory we hold into *bytes. */
-static int time_ours(const struct opts *o, const char *config, double *sec, size_t *bytes)
+static int time_ours(const struct opts *o, const char *config, int dtype, double *sec,
+                     size_t *bytes)
 {
     struct run r = {0};
     double t[64];
-    int rc = setup(&r, o, config, o->batch);
+    int rc = setup(&r, o, config, o->batch, dtype);
     for (int s = 0; !rc && s < o->steps + 2; s++) {
         double t0 = now_s();
         rc = step(&r, s + 1);
@@ -218,6 +229,7 @@ static int parse(int argc, char **argv, struct opts *o)
         else if (!strcmp(argv[i - 1], "--python")) o->python = v;
         else if (!strcmp(argv[i - 1], "--script")) o->script = v;
         else if (!strcmp(argv[i - 1], "--peer")) o->peer = v;
+        else if (!strcmp(argv[i - 1], "--ours")) o->ours = v;
         else return ldm_fail(LDM_EINVAL, "unknown option %s", argv[i - 1]);
     }
     if (o->steps < 1 || o->steps > 60 || o->batch < 1)
@@ -225,9 +237,34 @@ static int parse(int argc, char **argv, struct opts *o)
     return 0;
 }
 
+/* Each of our precisions: timed, printed; *sec[i] 0 when it failed. */
+static void run_ours(const struct opts *o, const char *config, char names[][16], double *sec,
+                     int *n)
+{
+    char list[64];
+    snprintf(list, sizeof list, "%s", o->ours);
+    *n = 0;
+    for (char *p = strtok(list, ","); p && *n < 4; p = strtok(NULL, ",")) {
+        size_t bytes = 0;
+        char who[64];
+        snprintf(names[*n], 16, "%s", p);
+        snprintf(who, sizeof who, "ldmpipe %s", p);
+        sec[*n] = 0;
+        int dt = dtype_of(p);
+        if (dt < 0)
+            printf("  %s: not fp32, bf16 or fp16\n", who);
+        else if (time_ours(o, config, dt, &sec[*n], &bytes))
+            printf("  %s: %s\n", who, ldm_errmsg()), sec[*n] = 0;
+        else
+            line(who, o->batch, sec[*n], (double)bytes);
+        (*n)++;
+    }
+}
+
 int main(int argc, char **argv)
 {
-    struct opts o = {"cuda:0", "python3", "bench/unet_gpu/peer.py", "fp32,bf16", 8, 5, 0};
+    struct opts o = {"cuda:0", "python3", "bench/unet_gpu/peer.py", "fp32,bf16", "fp32,bf16",
+                     8, 5, 0};
     if (parse(argc, argv, &o)) {
         fprintf(stderr, "bench-unet_gpu: %s\n", ldm_errmsg());
         return 2;
@@ -237,19 +274,18 @@ int main(int argc, char **argv)
         return perror("bench-unet_gpu: mkdtemp"), 1;
     snprintf(config, sizeof config, "%s/config.json", tmp);
     int rc = write_config(config, o.tiny);
-    double ours = 0, peer, peak;
-    size_t bytes = 0;
+    double ours[4] = {0}, peer, peak;
+    char names[4][16];
+    int n = 0, failed = rc != 0;
     printf("bench-unet_gpu: %s UNet, batch %d, 64x64 latents, 77 tokens, %s\n",
            o.tiny ? "tiny" : "SD-1.5", o.batch, o.device);
     if (!rc)
-        rc = time_ours(&o, config, &ours, &bytes);
-    if (!rc)
-        line("ldmpipe fp32", o.batch, ours, (double)bytes);
-    else
-        printf("  ldmpipe: %s\n", ldm_errmsg());
+        run_ours(&o, config, names, ours, &n);
+    for (int i = 0; i < n; i++)
+        failed |= ours[i] == 0;
     char precs[64];
     snprintf(precs, sizeof precs, "%s", o.peer);
-    for (char *p = strtok(precs, ","); p; p = strtok(NULL, ",")) {
+    for (char *p = strtok(precs, ","); !rc && p; p = strtok(NULL, ",")) {
         if (time_peer(&o, config, p, &peer, &peak)) {
             printf("  diffusers %s: %s\n", p, ldm_errmsg());
             continue;
@@ -257,10 +293,11 @@ int main(int argc, char **argv)
         char who[64];
         snprintf(who, sizeof who, "diffusers/torch %s", p);
         line(who, o.batch, peer, peak);
-        if (ours > 0)
-            printf("  ratio ldmpipe fp32 / diffusers %s (speed): %.2f\n", p, peer / ours);
+        for (int i = 0; i < n; i++)
+            if (ours[i] > 0 && !strcmp(names[i], p))
+                printf("  ratio ldmpipe %s / diffusers %s (speed): %.2f\n", p, p, peer / ours[i]);
     }
     unlink(config);
     rmdir(tmp);
-    return rc ? 1 : 0;
+    return rc || failed ? 1 : 0;
 }

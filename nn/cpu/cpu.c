@@ -210,4 +210,6 @@ const struct ldm_backend ldm_cpu_backend = {
     .adamw = cpu_adamw,
     .adamw8 = cpu_adamw8,
     .ema = cpu_ema,
+    .cast = cpu_cast,
+    .emulated = (1u << LDM_DT_F16) | (1u << LDM_DT_BF16),
 };

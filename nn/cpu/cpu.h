@@ -132,5 +132,6 @@ int cpu_adamw(struct ldm_ctx *c, const struct ldm_train_dims *d, float *param, c
 int cpu_adamw8(struct ldm_ctx *c, const struct ldm_train_dims *d, float *param, const float *grad,
                uint8_t *m_q, uint8_t *v_q, float *m_absmax, float *v_absmax);
 int cpu_ema(struct ldm_ctx *c, const struct ldm_train_dims *d, float *ema, const float *param);
+int cpu_cast(struct ldm_ctx *c, const struct ldm_cast_dims *d, void *y, const void *x);
 
 #endif

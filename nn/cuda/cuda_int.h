@@ -227,6 +227,7 @@ int ldm_cuda_adamw8(struct ldm_ctx *c, const struct ldm_train_dims *d, float *pa
                     float *v_absmax);
 int ldm_cuda_ema(struct ldm_ctx *c, const struct ldm_train_dims *d, float *ema,
                  const float *param);
+int ldm_cuda_cast(struct ldm_ctx *c, const struct ldm_cast_dims *d, void *y, const void *x);
 
 #ifdef __cplusplus
 }

@@ -91,6 +91,20 @@ extern "C" void ldm_cuda_set_tf32(struct ldm_ctx *c, int on)
     ldm_cuda_state(c)->allow_tf32 = on != 0;
 }
 
+/* ---- the calling thread's device ------------------------------------------------------------- */
+
+/* Threads start on device 0 and keep whatever device they set last: a context of
+ * cuda:N used from another thread (trainerd's training thread, a local rank > 0)
+ * would launch on a stream of another device. cudaGetDevice is a cheap host call. */
+static int cuda_bind(struct ldm_ctx *c)
+{
+    int cur = -1, dev = ldm_cuda_state(c)->device;
+    if (cudaGetDevice(&cur) == cudaSuccess && cur == dev)
+        return 0;
+    CU_TRY("cuda bind", cudaSetDevice(dev));
+    return 0;
+}
+
 /* ---- open and close ---------------------------------------------------------------------------- */
 
 static void cuda_close(struct ldm_ctx *c);
@@ -320,6 +334,9 @@ static const struct ldm_backend cuda_backend = {
     /* .adamw = */ ldm_cuda_adamw,
     /* .adamw8 = */ ldm_cuda_adamw8,
     /* .ema = */ ldm_cuda_ema,
+    /* .cast = */ ldm_cuda_cast,
+    /* .emulated = */ 0,
+    /* .bind = */ cuda_bind,
 };
 
 extern "C" const struct ldm_backend *ldm_cuda_backend_get(void)

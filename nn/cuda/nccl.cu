@@ -5,6 +5,13 @@
  * every NCCL call that answers ncclInProgress is waited for by polling
  * ncclCommGetAsyncError against the communicator's timeout, and a timeout
  * aborts the communicator rather than hang.
+ *
+ * Attached to a compute context, a communicator owns a comm stream and two
+ * events: `ready` (recorded on the compute stream before a collective, the
+ * comm stream waits on it) and `done` (recorded on the comm stream at a
+ * sync, the compute stream waits on it). Collectives given stream NULL then
+ * run on the comm stream, so the backward's kernels and the gradient
+ * buckets' all-reduces overlap on the device.
  */
 #include <cuda_runtime.h>
 #include <dlfcn.h>
@@ -15,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "nn/cuda/cuda_int.h"
 
 extern "C" {
 #include "err.h"
@@ -38,6 +47,9 @@ struct nccl_api {
     decltype(&ncclReduceScatter) ReduceScatter;
     decltype(&ncclAllGather) AllGather;
     decltype(&ncclBroadcast) Broadcast;
+    decltype(&ncclReduce) Reduce;
+    decltype(&ncclGroupStart) GroupStart;
+    decltype(&ncclGroupEnd) GroupEnd;
 };
 
 static struct nccl_api api;
@@ -74,7 +86,10 @@ static void api_load(void)
              api_sym(h, &api.AllReduce, "ncclAllReduce") &&
              api_sym(h, &api.ReduceScatter, "ncclReduceScatter") &&
              api_sym(h, &api.AllGather, "ncclAllGather") &&
-             api_sym(h, &api.Broadcast, "ncclBroadcast");
+             api_sym(h, &api.Broadcast, "ncclBroadcast") &&
+             api_sym(h, &api.Reduce, "ncclReduce") &&
+             api_sym(h, &api.GroupStart, "ncclGroupStart") &&
+             api_sym(h, &api.GroupEnd, "ncclGroupEnd");
 }
 
 static int api_get(void)
@@ -91,6 +106,11 @@ struct ldm_nccl {
     float *scratch;  /* one device float for the barrier */
     int err_rc;      /* the error that broke the communicator, 0 while usable */
     char err_msg[512];
+    /* attached to a compute context (ldm_nccl_attach); all NULL until then */
+    cudaStream_t compute;   /* the context's stream: not ours */
+    cudaStream_t own;       /* the comm stream */
+    cudaEvent_t ready;      /* compute -> comm: the inputs are written */
+    cudaEvent_t done;       /* comm -> compute: the results are there */
 };
 
 static long long now_us(void)
@@ -256,53 +276,150 @@ extern "C" void ldm_nccl_close(struct ldm_nccl **pnc)
         else
             api.CommAbort(nc->comm);
     }
+    if (nc->own)
+        cudaStreamDestroy(nc->own);
+    if (nc->ready)
+        cudaEventDestroy(nc->ready);
+    if (nc->done)
+        cudaEventDestroy(nc->done);
     if (nc->scratch)
         cudaFree(nc->scratch);
     free(nc);
     *pnc = NULL;
 }
 
-extern "C" int ldm_nccl_allreduce(struct ldm_nccl *nc, const float *send, float *recv, size_t n,
-                                  int average, void *stream)
+extern "C" int ldm_nccl_attach(struct ldm_nccl *nc, const struct ldm_ctx *ctx)
 {
     int rc = usable(nc);
     if (rc)
         return rc;
+    if (!ctx || ctx->device != LDM_DEV_CUDA || ctx->index != nc->device)
+        return ldm_fail(LDM_EINVAL, "NCCL rank %d: attach: not a context on cuda:%d", nc->rank,
+                        nc->device);
+    if (nc->own)
+        return ldm_fail(LDM_EINVAL, "NCCL rank %d: attached already", nc->rank);
+    const char *op = "NCCL attach";
+    CU_TRY(op, cudaSetDevice(nc->device));
+    CU_TRY(op, cudaStreamCreateWithFlags(&nc->own, cudaStreamNonBlocking));
+    CU_TRY(op, cudaEventCreateWithFlags(&nc->ready, cudaEventDisableTiming));
+    CU_TRY(op, cudaEventCreateWithFlags(&nc->done, cudaEventDisableTiming));
+    nc->compute = ldm_cuda_stream(ctx);
+    return 0;
+}
+
+/* The stream a collective runs on: the caller's, or, for NULL on an attached
+ * communicator, the comm stream once it waits for what the compute stream
+ * has queued so far. */
+static int stream_for(struct ldm_nccl *nc, void *stream, cudaStream_t *s)
+{
+    *s = (cudaStream_t)stream;
+    if (stream || !nc->own)
+        return 0;
+    const char *op = "NCCL order";
+    CU_TRY(op, cudaEventRecord(nc->ready, nc->compute));
+    CU_TRY(op, cudaStreamWaitEvent(nc->own, nc->ready, 0));
+    *s = nc->own;
+    return 0;
+}
+
+extern "C" int ldm_nccl_allreduce(struct ldm_nccl *nc, const float *send, float *recv, size_t n,
+                                  int average, void *stream)
+{
+    cudaStream_t s;
+    int rc = usable(nc);
+    if (!rc)
+        rc = stream_for(nc, stream, &s);
+    if (rc)
+        return rc;
     return NCCL_CHECK(nc, api.AllReduce(send, recv, n, ncclFloat32, average ? ncclAvg : ncclSum,
-                                        nc->comm, (cudaStream_t)stream));
+                                        nc->comm, s));
 }
 
 extern "C" int ldm_nccl_reduce_scatter(struct ldm_nccl *nc, const float *send, float *recv,
                                        size_t recv_n, int average, void *stream)
 {
+    cudaStream_t s;
     int rc = usable(nc);
+    if (!rc)
+        rc = stream_for(nc, stream, &s);
     if (rc)
         return rc;
     return NCCL_CHECK(nc, api.ReduceScatter(send, recv, recv_n, ncclFloat32,
-                                            average ? ncclAvg : ncclSum, nc->comm,
-                                            (cudaStream_t)stream));
+                                            average ? ncclAvg : ncclSum, nc->comm, s));
 }
 
 extern "C" int ldm_nccl_all_gather(struct ldm_nccl *nc, const float *send, float *recv,
                                    size_t send_n, void *stream)
 {
+    cudaStream_t s;
     int rc = usable(nc);
+    if (!rc)
+        rc = stream_for(nc, stream, &s);
     if (rc)
         return rc;
-    return NCCL_CHECK(nc, api.AllGather(send, recv, send_n, ncclFloat32, nc->comm,
-                                        (cudaStream_t)stream));
+    return NCCL_CHECK(nc, api.AllGather(send, recv, send_n, ncclFloat32, nc->comm, s));
+}
+
+/* One NCCL call per non-empty part of buf, in a group: reduce it to its rank
+ * (reduce != 0, with `op`) or broadcast it from its rank. */
+static int grouped(struct ldm_nccl *nc, float *buf, const size_t *bound, int reduce,
+                   ncclRedOp_t op, void *stream)
+{
+    cudaStream_t s;
+    int rc = usable(nc);
+    if (!rc)
+        rc = stream_for(nc, stream, &s);
+    if (rc)
+        return rc;
+    ncclResult_t r = api.GroupStart();
+    for (int k = 0; r == ncclSuccess && k < nc->world; k++) {
+        float *p = buf + bound[k];
+        size_t n = bound[k + 1] - bound[k];
+        if (n && reduce)
+            r = api.Reduce(p, p, n, ncclFloat32, op, k, nc->comm, s);
+        else if (n)
+            r = api.Broadcast(p, p, n, ncclFloat32, k, nc->comm, s);
+    }
+    ncclResult_t e = api.GroupEnd(); /* closes the group even after a failed call */
+    return nccl_done(nc, r != ncclSuccess ? r : e,
+                     reduce ? "ncclReduce per part" : "ncclBroadcast per part", __FILE__,
+                     __LINE__);
+}
+
+extern "C" int ldm_nccl_reduce_scatter_at(struct ldm_nccl *nc, float *buf, const size_t *bound,
+                                          int average, void *stream)
+{
+    return grouped(nc, buf, bound, 1, average ? ncclAvg : ncclSum, stream);
+}
+
+extern "C" int ldm_nccl_all_gather_at(struct ldm_nccl *nc, float *buf, const size_t *bound,
+                                      void *stream)
+{
+    return grouped(nc, buf, bound, 0, ncclSum, stream);
 }
 
 extern "C" int ldm_nccl_broadcast(struct ldm_nccl *nc, const float *send, float *recv, size_t n,
                                   int root, void *stream)
 {
+    cudaStream_t s;
     int rc = usable(nc);
     if (rc)
         return rc;
     if (root < 0 || root >= nc->world)
         return ldm_fail(LDM_EINVAL, "NCCL broadcast: root %d of world %d", root, nc->world);
-    return NCCL_CHECK(nc, api.Broadcast(send, recv, n, ncclFloat32, root, nc->comm,
-                                        (cudaStream_t)stream));
+    rc = stream_for(nc, stream, &s);
+    if (rc)
+        return rc;
+    return NCCL_CHECK(nc, api.Broadcast(send, recv, n, ncclFloat32, root, nc->comm, s));
+}
+
+/* An attached communicator's sync: the compute stream waits for the comm stream. */
+static int order_back(struct ldm_nccl *nc)
+{
+    const char *op = "NCCL sync";
+    CU_TRY(op, cudaEventRecord(nc->done, nc->own));
+    CU_TRY(op, cudaStreamWaitEvent(nc->compute, nc->done, 0));
+    return 0;
 }
 
 extern "C" int ldm_nccl_sync(struct ldm_nccl *nc, void *stream)
@@ -310,9 +427,16 @@ extern "C" int ldm_nccl_sync(struct ldm_nccl *nc, void *stream)
     int rc = usable(nc);
     if (rc)
         return rc;
+    cudaStream_t s = (cudaStream_t)stream;
+    if (!stream && nc->own) {
+        s = nc->own;
+        rc = order_back(nc);
+        if (rc)
+            return broken(nc, rc, "%s", ldm_errmsg());
+    }
     long long deadline = now_us() + (long long)nc->timeout_ms * 1000;
     for (;;) {
-        cudaError_t e = cudaStreamQuery((cudaStream_t)stream);
+        cudaError_t e = cudaStreamQuery(s);
         if (e == cudaSuccess)
             return 0;
         if (e != cudaErrorNotReady)

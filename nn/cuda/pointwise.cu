@@ -31,6 +31,7 @@ __device__ __forceinline__ float act_value(int act, float x)
     switch (act) {
     case LDM_ACT_SILU: return silu_a(x, 1.0f);
     case LDM_ACT_GELU: return gelu(x);
+    case LDM_ACT_RELU: return x < 0.0f ? 0.0f : x; /* NaN stays NaN */
     case LDM_ACT_GELU_TANH: {
         float u = SQRT_2_OVER_PI * (x + 0.044715f * x * x * x);
         return 0.5f * x * (1.0f + tanhf(u));
@@ -47,6 +48,7 @@ __device__ __forceinline__ float act_grad(int act, float x)
         return s * (1.0f + x * (1.0f - s));
     }
     case LDM_ACT_GELU: return gelu_grad(x);
+    case LDM_ACT_RELU: return x > 0.0f ? 1.0f : 0.0f;
     case LDM_ACT_GELU_TANH: {
         float x2 = x * x, u = SQRT_2_OVER_PI * (x + 0.044715f * x2 * x), t = tanhf(u);
         return 0.5f * (1.0f + t) +

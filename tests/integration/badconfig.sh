@@ -4,8 +4,8 @@
 # daemon), a model folder that is not one (trainerd, encoderd, evald), a resolution that is
 # not a multiple of 8 (loaderd), ranks that do not divide (trainerd), names that are not
 # one of the choices (optimizer, lr_scheduler, save_precision, prediction_type,
-# mixed_precision on the CPU), min-SNR with flow matching. The cache made by other
-# encoders is covered in encoderd.sh and trainerd.sh.
+# mixed_precision), min-SNR with flow matching, a zero_stage not 0 or 2. The cache made by
+# other encoders is covered in encoderd.sh and trainerd.sh.
 set -u
 BIN=${BIN:-build/bin}
 T=$(mktemp -d /tmp/ldmpipe-badconfig.XXXXXX)
@@ -44,11 +44,13 @@ refused trainerd "rank 5" "${TR[@]}" --world_size=4 --rank=5
 refused trainerd "optimizer: 'sgd'" "${TR[@]}" --optimizer=sgd
 refused trainerd "lr_scheduler" "${TR[@]}" --lr_scheduler=onecycle
 refused trainerd "save_precision: 'fp8'" "${TR[@]}" --save_precision=fp8
-refused trainerd "mixed_precision: fp16" "${TR[@]}" --mixed_precision=fp16
+refused trainerd "mixed_precision: 'fp8'" "${TR[@]}" --mixed_precision=fp8
 refused trainerd "prediction_type: 'x0'" "${TR[@]}" --prediction_type=x0
 refused trainerd "snr_gamma" "${TR[@]}" --prediction_type=flow --snr_gamma=5
 refused trainerd "cache: no cache" "${TR[@]}"
 refused trainerd "device: 'tpu'" "${TR[@]}" --device=tpu
+refused trainerd "zero_stage" "${TR[@]}" --zero_stage=3
+refused trainerd "zero_stage: 1 is not 0 or 2" "${TR[@]}" --zero_stage=1
 [ $FAILS = 0 ] && echo "ok   badconfig: $N bad configurations refused at start, exit 78, key and value named" ||
     exit 1
 echo "badconfig: all passed"

@@ -6,6 +6,8 @@
 #     an uninterrupted run, bit for bit;
 #   - 2 CPU ranks with batch B give the weights of 1 rank with batch 2B (within 1e-6),
 #     and grad_accum 4 x B those of batch 4B;
+#   - zero_stage=2 on 2 ranks gives the weights and checkpointed optimizer state of
+#     zero_stage=0 (AdamW and 8-bit AdamW), and a checkpoint of either resumes in the other;
 #   - a checkpoint's unet/ loads with the project's reader (ldmrun) and its config.json
 #     equals the model's; EMA and fp16 saving write unet_ema/ and half weights;
 #   - `ldmctl checkpoint` and SIGTERM write checkpoints, keep_last prunes;
@@ -146,6 +148,61 @@ same_weights "$T/one8/checkpoint-3" "$T/r0/checkpoint-3" 1e-6 &&
 train acc "${EQ[@]}" --batch_size=2 --grad_accum=4 || fail "accum: $(tail -2 "$T/acc.log")"
 same_weights "$T/one8/checkpoint-3" "$T/acc/checkpoint-3" 1e-6 &&
     ok "grad_accum 4 x batch 2 = batch 8" || fail "accumulation differs from the big batch"
+
+# ---- ZeRO-2: sharded optimiser state, the unsharded run's weights and checkpoints ---------
+pair() { # NAME ARGS...: ranks 0 and 1 to completion
+    local name=$1 p s0
+    shift
+    "$BIN/trainerd" --id="$name-1" --output="$T/$name" "${TR[@]}" "$@" --rank=1 \
+        2>"$T/$name-1.log" &
+    p=$!
+    PIDS+=($p)
+    train "$name" "$@" --rank=0
+    s0=$?
+    wait $p && [ $s0 = 0 ] || fail "$name: exit $s0/$?: $(tail -1 "$T/$name.log")"
+}
+same_state() { # DIR_A DIR_B: weights and trainer_state tensors within 1e-7
+    "$PY" - "$1" "$2" <<'PY'
+import sys, json, struct
+import numpy as np
+def load(p):
+    raw = open(p, "rb").read(); n = struct.unpack("<Q", raw[:8])[0]
+    h = json.loads(raw[8:8 + n]); b = raw[8 + n:]
+    dt = {"F32": "<f4", "U8": "u1", "I64": "<i8", "F64": "<f8"}
+    return {k: np.frombuffer(b[v["data_offsets"][0]:v["data_offsets"][1]], dt[v["dtype"]])
+            for k, v in h.items() if k != "__metadata__"}
+d = {}
+for f in ("unet/diffusion_pytorch_model.safetensors", "trainer_state.safetensors"):
+    a, b = load(f"{sys.argv[1]}/{f}"), load(f"{sys.argv[2]}/{f}")
+    if a.keys() != b.keys(): print("     tensors differ:", set(a) ^ set(b)); sys.exit(1)
+    d[f.split("/")[0]] = max((float(np.abs(a[k].astype(float) - b[k].astype(float)).max())
+                              for k in a if k not in ("keys",) and a[k].size), default=0.0)
+print(f"     max |difference|: weights {d['unet']:.3g}, optimizer state {d['trainer_state.safetensors']:.3g}")
+sys.exit(0 if max(d.values()) <= 1e-7 else 1)
+PY
+}
+moments() { grep -h -o 'rank=[01] .*moments_bytes=[0-9]*' "$@" | sed 's/ world.*zero/ zero/' | tr '\n' ' '; }
+pair z2 "${R2[@]}" --zero_stage=2 --rendezvous="ipc://$T/run/rdv-z2"
+same_state "$T/r0/checkpoint-3" "$T/z2/checkpoint-3" &&
+    ok "zero_stage=2 = zero_stage=0 on 2 ranks (3 AdamW steps)" || fail "ZeRO AdamW differs"
+echo "     moments per rank: $(moments "$T/r0.log" "$T/r1.log" "$T/z2.log" "$T/z2-1.log")"
+Q8=("${EQ[@]}" --optimizer=adamw8bit --batch_size=1 --world_size=2 --bucket_mb=1 --max_steps=2
+    --max_grad_norm=0 # no clipping: the norm summed by shards may differ in its last bit
+    --save_steps=1)
+pair q0 "${Q8[@]}" --rendezvous="ipc://$T/run/rdv-q0"
+pair q2 "${Q8[@]}" --max_steps=1 --zero_stage=2 --rendezvous="ipc://$T/run/rdv-q2"
+same_state "$T/q0/checkpoint-1" "$T/q2/checkpoint-1" &&
+    ok "zero_stage=2 = zero_stage=0 with 8-bit AdamW" || fail "ZeRO 8-bit AdamW differs"
+echo "     moments per rank: $(moments "$T/q0.log" "$T/q0-1.log" "$T/q2.log" "$T/q2-1.log")"
+mkdir -p "$T/qa" "$T/qb"
+cp -r "$T/q0/checkpoint-1" "$T/qa/" && cp -r "$T/q2/checkpoint-1" "$T/qb/"
+pair qa "${Q8[@]}" --zero_stage=2 --rendezvous="ipc://$T/run/rdv-qa"
+pair qb "${Q8[@]}" --zero_stage=0 --rendezvous="ipc://$T/run/rdv-qb"
+grep -q 'msg="resumed".*step=1' "$T/qa.log" && grep -q 'msg="resumed".*step=1' "$T/qb.log" &&
+    same_state "$T/q0/checkpoint-2" "$T/qa/checkpoint-2" &&
+    same_state "$T/q0/checkpoint-2" "$T/qb/checkpoint-2" &&
+    ok "resume unsharded -> ZeRO and ZeRO -> unsharded: step 2 as the uninterrupted run" ||
+    fail "resume across zero_stage differs"
 
 # ---- checkpoints: the diffusers layout, EMA, fp16, control, SIGTERM, pruning ----------
 CK=(--batch_size=4 --lr=1e-3 --use_ema=true --save_precision=fp16 --keep_last=2 --save_steps=3)

@@ -353,6 +353,87 @@ START_TEST(test_pool)
 }
 END_TEST
 
+/* ---- reduced dtypes: cast and emulation --------------------------------------------------- */
+
+/* n values as `dtype` in a fresh buffer (16-bit storage). */
+static uint16_t *as16(const float *v, size_t n, int dtype)
+{
+    uint16_t *h = (uint16_t *)buf(n);
+    ck_ok(ldm_convert(h, dtype, v, LDM_DT_F32, n));
+    return h;
+}
+
+/* cast: rounding, alpha, accumulate, F16 overflow and NaN, size and dtype checks. */
+START_TEST(test_cast)
+{
+    float v[6] = {1.0f, -2.5f, 1.00390625f, 70000.0f, NAN, 3.0f}, back[6], acc[6];
+    int64_t n = 6;
+    uint16_t *h = (uint16_t *)buf(6);
+    struct ldm_tensor x = ldm_tensor_view(v, LDM_DT_F32, 1, &n);
+    struct ldm_tensor y = ldm_tensor_view(h, LDM_DT_F16, 1, &n);
+    struct ldm_tensor b = ldm_tensor_view(back, LDM_DT_F32, 1, &n);
+    ck_ok(ldm_cast(C, &y, &x, 0.0f, 0));
+    ck_ok(ldm_cast(C, &b, &y, 1.0f, 0));
+    ck_assert(back[0] == 1.0f && back[1] == -2.5f && back[5] == 3.0f);
+    ck_assert_float_eq(back[2], 1.00390625f); /* 1 + 2^-8 is an F16 value */
+    ck_assert(isinf(back[3]) && back[3] > 0 && isnan(back[4]));
+    y.dtype = LDM_DT_BF16;
+    ck_ok(ldm_cast(C, &y, &x, 0.0f, 0));
+    ck_ok(ldm_cast(C, &b, &y, 1.0f, 0));
+    ck_assert_float_eq(back[2], 1.0f); /* BF16 keeps 8 bits: 1 + 2^-8 ties to even, 1 */
+    ck_assert_float_eq(back[3], 70144.0f);
+    for (int i = 0; i < 6; i++)
+        acc[i] = 1.0f;
+    struct ldm_tensor a = ldm_tensor_view(acc, LDM_DT_F32, 1, &n);
+    ck_ok(ldm_cast(C, &a, &y, 0.5f, 1));
+    ck_assert(acc[0] == 1.5f && acc[1] == -0.25f && acc[5] == 2.5f);
+    int64_t m = 5;
+    struct ldm_tensor short5 = ldm_tensor_view(back, LDM_DT_F32, 1, &m);
+    ck_fails_with(ldm_cast(C, &short5, &y, 1.0f, 0), LDM_EINVAL, "5 elements");
+    struct ldm_tensor same = ldm_tensor_view(v, LDM_DT_BF16, 1, &n);
+    ck_fails_with(ldm_cast(C, &same, &x, 1.0f, 0), LDM_EINVAL, "same memory");
+    struct ldm_tensor ids = ldm_tensor_view(v, LDM_DT_I32, 1, &n);
+    ck_fails_with(ldm_cast(C, &b, &ids, 1.0f, 0), LDM_EINVAL, "cast takes F32, F16 and BF16");
+}
+END_TEST
+
+/* An op on BF16 tensors (emulated) equals the F32 op on the same rounded values with
+ * its outputs rounded once; a backward adds into its BF16 gradients. */
+START_TEST(test_emulated_bf16)
+{
+    struct ldm_tensor x = T(31, 1.0f, 2, 4, 5, 5), w = T(32, 0.5f, 3, 4, 3, 3);
+    struct ldm_tensor bias = T(33, 0.5f, 3), y = T(34, 0.0f, 2, 3, 5, 5);
+    struct ldm_conv2d_opts pad1 = {1, 1, 1, 1, 1, 1};
+    size_t nx = ldm_tensor_numel(&x), nw = ldm_tensor_numel(&w), ny = ldm_tensor_numel(&y);
+    uint16_t *xh = as16(x.data, nx, LDM_DT_BF16), *wh = as16(w.data, nw, LDM_DT_BF16);
+    uint16_t *bh = as16(bias.data, 3, LDM_DT_BF16), *yh = (uint16_t *)buf(ny);
+    /* the reference: F32 on the rounded values */
+    ck_ok(ldm_convert(x.data, LDM_DT_F32, xh, LDM_DT_BF16, nx));
+    ck_ok(ldm_convert(w.data, LDM_DT_F32, wh, LDM_DT_BF16, nw));
+    ck_ok(ldm_convert(bias.data, LDM_DT_F32, bh, LDM_DT_BF16, 3));
+    ck_ok(ldm_conv2d_forward(C, &y, &x, &w, &bias, &pad1));
+    uint16_t *want = as16(y.data, ny, LDM_DT_BF16);
+    struct ldm_tensor xb = x, wb = w, bb = bias, yb = y;
+    xb.data = xh, wb.data = wh, bb.data = bh, yb.data = yh;
+    xb.dtype = wb.dtype = bb.dtype = yb.dtype = LDM_DT_BF16;
+    ck_ok(ldm_conv2d_forward(C, &yb, &xb, &wb, &bb, &pad1));
+    ck_assert_msg(memcmp(yh, want, ny * 2) == 0, "emulated BF16 conv differs");
+    /* backward into dx that starts at 1 (+=), dy the rounded forward output in both */
+    float *ones = buf(nx);
+    for (size_t i = 0; i < nx; i++)
+        ones[i] = 1.0f;
+    struct ldm_tensor dx = x, dxb = xb;
+    dx.data = ones;
+    dxb.data = as16(ones, nx, LDM_DT_BF16);
+    ck_ok(ldm_convert(y.data, LDM_DT_F32, yh, LDM_DT_BF16, ny));
+    ck_ok(ldm_conv2d_backward(C, &dx, NULL, NULL, &y, &x, &w, &pad1));
+    ck_ok(ldm_conv2d_backward(C, &dxb, NULL, NULL, &yb, &xb, &wb, &pad1));
+    uint16_t *dxh = dxb.data;
+    uint16_t *dwant = as16(dx.data, nx, LDM_DT_BF16);
+    ck_assert_msg(memcmp(dxh, dwant, nx * 2) == 0, "emulated BF16 conv backward differs");
+}
+END_TEST
+
 /* ---- argument checks ------------------------------------------------------------------------- */
 
 START_TEST(test_checks)
@@ -366,8 +447,11 @@ START_TEST(test_checks)
     w2.name = "down.weight";
     ck_fails_with(ldm_conv2d_forward(C, &y, &x, &w2, &b, &pad1), LDM_EINVAL, "down.weight");
     struct ldm_tensor h = x;
-    h.dtype = LDM_DT_F16;
+    h.dtype = LDM_DT_F64;
     ck_fails_with(ldm_conv2d_forward(C, &y, &h, &w, &b, &pad1), LDM_EUNSUPPORTED, "F32");
+    h.dtype = LDM_DT_F16; /* emulated on the CPU, but not mixed with F32 */
+    ck_fails_with(ldm_conv2d_forward(C, &y, &h, &w, &b, &pad1), LDM_EINVAL,
+                  "conv_in.weight is F32, the other tensors F16");
     ck_fails_with(ldm_conv2d_forward(NULL, &y, &x, &w, &b, &pad1), LDM_EINVAL, "context");
     struct ldm_tensor mean = T(6, 0.0f, 2, 3), rstd = T(7, 0.0f, 2, 3);
     struct ldm_norm_opts no = {3, 1e-5f, 0};
@@ -648,6 +732,8 @@ Suite *suite_nn(void)
     tcase_add_test(tc, test_conv_tiled);
     tcase_add_test(tc, test_pool);
     tcase_add_test(tc, test_checks);
+    tcase_add_test(tc, test_cast);
+    tcase_add_test(tc, test_emulated_bf16);
     suite_add_tcase(s, tc);
     TCase *fd = tcase_create("finite_differences");
     tcase_add_checked_fixture(fd, setup, teardown);

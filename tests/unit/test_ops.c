@@ -7,6 +7,7 @@
  * subtracted before comparing: that checks that backward adds (+=). Output
  * buffers start as 1e30, so an element a forward does not write fails.
  * Every case runs on 1 thread and on 3 (the pool's paths). */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -340,7 +341,7 @@ static void case_layer_norm(const char *cs, const json_t *m)
 
 static int act_of(const char *name)
 {
-    static const char *const names[] = {"silu", "gelu", "gelu_tanh", "quick_gelu"};
+    static const char *const names[] = {"silu", "gelu", "gelu_tanh", "quick_gelu", "relu"};
     for (int i = 0; i < LDM_ACT_COUNT; i++)
         if (strcmp(name, names[i]) == 0)
             return i;
@@ -359,6 +360,48 @@ static void case_act(const char *cs, const json_t *m)
     RUN(ldm_act_backward(C, act, &dx, &dy, &x));
     expect_grad(cs, "dx", &dx);
 }
+
+/* ReLU has no golden case; its values are exact, so they are checked here against
+ * max(x, 0) bit for bit (a zero of either sign counts as 0), NaN staying NaN, on
+ * 1 thread and on 3 (n spans several tasks), out of place and in place. The
+ * backward adds dy where x > 0 and nothing elsewhere (x = 0 and NaN included). */
+START_TEST(test_relu)
+{
+    static const float special[] = {-3.5f, -1e-30f, -0.0f, 0.0f, 1e-30f, 2.25f,
+                                    NAN,   -INFINITY, INFINITY, -FLT_MAX, FLT_MAX, 1.0f};
+    enum { NS = sizeof special / sizeof special[0], N = 40000 };
+    float *x = talloc(N * sizeof(float)), *y = talloc(N * sizeof(float));
+    float *dy = talloc(N * sizeof(float)), *dx = talloc(N * sizeof(float));
+    for (int i = 0; i < N; i++)
+        dy[i] = (float)(i % 13) - 6.5f;
+    struct ldm_tensor tx = ldm_tensor_f32(x, 2, N / 2), ty = ldm_tensor_f32(y, 2, N / 2);
+    struct ldm_tensor tdy = ldm_tensor_f32(dy, 2, N / 2), tdx = ldm_tensor_f32(dx, 2, N / 2);
+    for (int threads = 1; threads <= 3; threads += 2) {
+        ck_ok(ldm_ctx_open(&C, "cpu", threads));
+        for (int i = 0; i < N; i++) {
+            x[i] = i < NS ? special[i] : (float)((i * 7919) % 2001 - 1000) / 64.0f;
+            y[i] = UNSET, dx[i] = 0.5f;
+        }
+        ck_ok(ldm_act_forward(C, LDM_ACT_RELU, &ty, &tx));
+        ck_ok(ldm_act_backward(C, LDM_ACT_RELU, &tdx, &tdy, &tx));
+        for (int i = 0; i < N; i++) {
+            if (isnan(x[i]))
+                ck_assert_msg(isnan(y[i]), "relu(NaN) = %g at %d", y[i], i);
+            else
+                ck_assert_msg(y[i] == (x[i] > 0.0f ? x[i] : 0.0f), "relu(%g) = %g at %d", x[i],
+                              y[i], i);
+            float want = x[i] > 0.0f ? 0.5f + dy[i] : 0.5f;
+            ck_assert_msg(dx[i] == want, "relu backward at x = %g: dx %g, expected %g", x[i],
+                          dx[i], want);
+        }
+        ck_ok(ldm_act_forward(C, LDM_ACT_RELU, &tx, &tx)); /* in place */
+        for (int i = 0; i < N; i++)
+            ck_assert_msg(memcmp(&x[i], &y[i], sizeof(float)) == 0 || (x[i] == 0 && y[i] == 0),
+                          "in place relu differs at %d: %g, %g", i, x[i], y[i]);
+        ldm_ctx_close(&C);
+    }
+}
+END_TEST
 
 static void case_geglu(const char *cs, const json_t *m)
 {
@@ -646,6 +689,7 @@ Suite *suite_ops(void)
     tcase_add_test(tc, test_group_norm);
     tcase_add_test(tc, test_layer_norm);
     tcase_add_test(tc, test_act);
+    tcase_add_test(tc, test_relu);
     tcase_add_test(tc, test_geglu);
     tcase_add_test(tc, test_softmax);
     tcase_add_test(tc, test_attention);

@@ -1,7 +1,8 @@
 /* test_ring.c — trainerd's collectives: ranks from the config and the
  * environment, the rendezvous, and the ring's all-reduce, reduce-scatter,
  * all-gather, broadcast, barrier and background all-reduces, with every
- * rank a thread of this process on ipc:// sockets. Worker threads record
+ * rank a thread of this process on ipc:// sockets; reduce-scatter and
+ * all-gather also at uneven splits (the ZeRO shards). Worker threads record
  * what they saw; the test's own thread makes the assertions. */
 #include <arpa/inet.h>
 #include <float.h>
@@ -535,6 +536,85 @@ START_TEST(async_buckets_in_order)
 }
 END_TEST
 
+/* An uneven split of n over world ranks: part k grows with k, and with `lump` every
+ * element is rank world − 1's (the others' parts empty). */
+static void uneven(size_t *bound, size_t n, int world, int lump)
+{
+    size_t w2 = (size_t)world * (size_t)world;
+    for (int k = 0; k <= world; k++)
+        bound[k] = lump ? (k == world ? n : 0) : n * (size_t)k * (size_t)k / w2;
+}
+
+/* reduce-scatter and all-gather at uneven splits (the ZeRO shards of a gradient
+ * bucket): each part's sum on its rank, equal to the all-reduce's for two ranks, then
+ * every part everywhere; a split that does not cover n is refused. */
+static int body_split(struct worker *w, struct ldm_comm *c)
+{
+    size_t n = w->n, bound[MAXW + 1];
+    float *buf = malloc((n + 1) * sizeof(float)), *sum = malloc((n + 1) * sizeof(float));
+    int rc = 0;
+    for (int lump = 0; !rc && lump < 2; lump++) {
+        uneven(bound, n, w->world, lump);
+        fill(sum, n, w->rank, 1);
+        rc = ldm_comm_allreduce(c, sum, n, LDM_REDUCE_AVG);
+        uint64_t tk = 0;
+        fill(buf, n, w->rank, 1);
+        if (!rc)
+            rc = ldm_comm_reduce_scatter_at_start(c, buf, n, bound, LDM_REDUCE_AVG, &tk);
+        if (!rc)
+            rc = ldm_comm_wait(c, tk);
+        for (size_t i = bound[w->rank]; !rc && i < bound[w->rank + 1]; i++) {
+            double s = 0, mag = 0;
+            for (int r = 0; r < w->world; r++)
+                s += val(1, r, i) / w->world, mag += fabs(val(1, r, i)) / w->world;
+            FAIL_IF(w, fabs(buf[i] - s) > 4 * FLT_EPSILON * mag + 1e-30,
+                    "split %d: part element %zu: %.9g, direct average %.9g", lump, i, buf[i], s);
+            FAIL_IF(w, w->world <= 2 && buf[i] != sum[i],
+                    "split %d: element %zu differs from the all-reduce's", lump, i);
+        }
+        for (size_t i = 0; i < n; i++)
+            buf[i] = i >= bound[w->rank] && i < bound[w->rank + 1] ? val(2, w->rank, i) : NAN;
+        if (!rc)
+            rc = ldm_comm_all_gather_at(c, buf, n, bound);
+        for (int r = 0; !rc && r < w->world; r++)
+            for (size_t i = bound[r]; i < bound[r + 1]; i++)
+                FAIL_IF(w, buf[i] != val(2, r, i), "split %d: gathered %zu (rank %d's)", lump,
+                        i, r);
+        w->hash[lump] = fnv(buf, n);
+    }
+    bound[w->world] = n + 1;
+    if (!rc) {
+        int bad = ldm_comm_all_gather_at(c, buf, n, bound);
+        FAIL_IF(w, bad != LDM_EINVAL || !strstr(ldm_errmsg(), "does not run from 0 to n"),
+                "a split past n: %d %s", bad, ldm_errmsg());
+    }
+    free(buf);
+    free(sum);
+    return rc;
+}
+
+START_TEST(uneven_splits)
+{
+    static const size_t sizes[] = {0, 5, 100003};
+    char *dir = tu_tmpdir();
+    for (int world = 1; world <= MAXW; world++)
+        for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+            struct worker ws[MAXW];
+            char tag[32], what[64];
+            snprintf(tag, sizeof tag, "s%dn%zu", world, k);
+            snprintf(what, sizeof what, "split: world %d n %zu", world, sizes[k]);
+            run_world(ws, world, dir, tag, body_split, sizes[k], NULL);
+            expect_ok(ws, world, what);
+        }
+    struct worker ws[3];
+    struct ldm_comm_opts o = {.max_msg_bytes = 4000};
+    run_world(ws, 3, dir, "ssmall", body_split, 20011, &o);
+    expect_ok(ws, 3, "split: 4000-byte messages");
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 /* Every rank counts itself in before the barrier; none may leave before all came. */
 static int body_barrier(struct worker *w, struct ldm_comm *c)
 {
@@ -777,6 +857,7 @@ Suite *suite_ring(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, collectives_match_direct_sums);
     tcase_add_test(tc, async_buckets_in_order);
+    tcase_add_test(tc, uneven_splits);
     tcase_add_test(tc, barrier_waits_for_all);
     tcase_add_test(tc, dead_peer_times_out);
     tcase_add_test(tc, mismatched_calls_are_caught);

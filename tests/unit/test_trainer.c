@@ -1,12 +1,13 @@
 /* test_trainer.c — trainerd's data side: the epoch plan (shape classes, full batches,
  * determinism), micro-batch assembly from a real LMDB cache (latent draws, caption
  * dropout, SDXL time ids), the feed's order and cursor, and the objectives' formulas
- * (epsilon, v, flow, min-SNR weights). */
+ * (epsilon, v, flow, min-SNR weights), and the ZeRO cuts of the optimiser state. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/backend.h"
 #include "nn/tensor.h"
 #include "rng.h"
 #include "store.h"
@@ -15,6 +16,7 @@
 #include "trainerd/feed.h"
 #include "trainerd/index.h"
 #include "trainerd/objective.h"
+#include "trainerd/zero.h"
 
 Suite *suite_trainer(void);
 
@@ -261,6 +263,71 @@ START_TEST(test_feed)
 }
 END_TEST
 
+/* ZeRO cuts: monotone, covering the arena and the 8-bit arrays, shards of S (a multiple
+ * of 64) but the last, cuts inside an 8-bit tensor at its block starts, each rank's
+ * windows of the code and absmax arrays those of its elements. */
+static void check_plan(const struct td_zero_plan *p, const struct td_zero_tensor *t, size_t nt,
+                       size_t n, size_t qt, size_t at, int world)
+{
+    size_t s = ((n + (size_t)world - 1) / (size_t)world + 63) / 64 * 64;
+    ck_assert_int_eq(p->world, world);
+    ck_assert(p->el[0] == 0 && p->el[world] == n && p->q[0] == 0 && p->q[world] == qt &&
+              p->a[0] == 0 && p->a[world] == at);
+    for (int k = 0; k < world; k++) {
+        ck_assert(p->el[k] <= p->el[k + 1] && p->q[k] <= p->q[k + 1] && p->a[k] <= p->a[k + 1]);
+        ck_assert_msg(p->q[k] % 256 == 0, "world %d cut %d: code byte %zu", world, k, p->q[k]);
+        size_t want = (size_t)k * s < n ? (size_t)k * s : n;
+        ck_assert_msg(p->el[k] >= want && p->el[k] < want + LDM_ADAM8_BLOCK,
+                      "world %d cut %d at %zu, S·k = %zu", world, k, p->el[k], want);
+    }
+    for (size_t i = 0; i < nt; i++)
+        for (int k = 1; k < world; k++) {
+            size_t x = p->el[k];
+            if (x <= t[i].off || x >= t[i].off + t[i].n)
+                continue;
+            ck_assert_msg(!t[i].is8 || (x - t[i].off) % LDM_ADAM8_BLOCK == 0,
+                          "world %d: cut %zu splits a block of tensor %zu", world, x, i);
+            if (t[i].is8)
+                ck_assert(p->q[k] == t[i].q_off + x - t[i].off &&
+                          p->a[k] == t[i].a_off + (x - t[i].off) / LDM_ADAM8_BLOCK);
+        }
+}
+
+START_TEST(test_zero_plan)
+{
+    /* tensors of 100, 5000 (8-bit), 70, 9000 (8-bit) and 64 elements, 64-aligned */
+    static const size_t sizes[] = {100, 5000, 70, 9000, 64};
+    struct td_zero_tensor t[5];
+    size_t off = 0, qt = 0, at = 0;
+    for (int i = 0; i < 5; i++) {
+        t[i] = (struct td_zero_tensor){.off = off, .n = sizes[i], .is8 = sizes[i] >= 4096};
+        if (t[i].is8) {
+            t[i].q_off = qt, t[i].a_off = at;
+            qt += (sizes[i] + 255) / 256 * 256;
+            at += (sizes[i] + LDM_ADAM8_BLOCK - 1) / LDM_ADAM8_BLOCK;
+        }
+        off += (sizes[i] + 63) / 64 * 64;
+    }
+    for (int world = 1; world <= 9; world++) {
+        struct td_zero_plan p;
+        ck_ok(td_zero_plan_make(&p, t, 5, off, qt, at, world));
+        check_plan(&p, t, 5, off, qt, at, world);
+        td_zero_plan_free(&p);
+        ck_ok(td_zero_plan_make(&p, NULL, 0, off, 0, 0, world)); /* AdamW: no 8-bit state */
+        check_plan(&p, NULL, 0, off, 0, 0, world);
+        size_t s = ((off + (size_t)world - 1) / (size_t)world + 63) / 64 * 64;
+        for (int k = 0; k < world; k++) /* exactly S each but the last (or past the end) */
+            ck_assert(p.el[k + 1] - p.el[k] == s || p.el[k + 1] == off);
+        td_zero_plan_free(&p);
+    }
+    struct td_zero_plan p;
+    struct td_zero_tensor swapped[2] = {t[3], t[1]};
+    ck_fails_with(td_zero_plan_make(&p, swapped, 2, off, qt, at, 2), LDM_EINVAL,
+                  "out of arena order");
+    ck_fails_with(td_zero_plan_make(&p, t, 5, off, qt, at, 0), LDM_EINVAL, "world 0");
+}
+END_TEST
+
 Suite *suite_trainer(void)
 {
     Suite *s = suite_create("trainer");
@@ -270,6 +337,9 @@ Suite *suite_trainer(void)
     tcase_add_test(tc, test_batch);
     tcase_add_test(tc, test_flow);
     tcase_add_test(tc, test_feed);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("zero");
+    tcase_add_test(tc, test_zero_plan);
     suite_add_tcase(s, tc);
     return s;
 }

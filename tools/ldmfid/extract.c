@@ -6,7 +6,8 @@
  * stacks a batch, so its images share one size too). ldm_inception_forward
  * resizes each batch to 299×299 and gives pool3; with fc kept, the unbiased
  * logits pool3·fc.weightᵀ (torch-fidelity's "logits_unbiased") follow in
- * float32 from one sgemm.
+ * float32 from one matrix product. The network runs on the device --device
+ * names (the CPU by default); images and results cross to it per batch.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -27,14 +28,15 @@ struct lf_model {
     int want_logits; /* also the unbiased logits (IS) */
 };
 
-int lf_model_open(struct lf_model **out, const char *path, int threads, int want_fc)
+int lf_model_open(struct lf_model **out, const char *path, const char *device, int threads,
+                  int want_fc)
 {
     *out = NULL;
     struct lf_model *m = calloc(1, sizeof *m);
     if (!m)
         return ldm_fail(LDM_ENOMEM, "out of memory");
     m->want_logits = want_fc;
-    int rc = ldm_ctx_open(&m->ctx, "cpu", threads);
+    int rc = ldm_ctx_open(&m->ctx, device, threads);
     if (rc == 0)
         rc = ldm_inception_open_file(&m->net, m->ctx, path);
     if (rc) {
@@ -187,9 +189,11 @@ int lf_extract(struct lf_model *m, const struct lf_opts *o, const char *const *p
                       npaths > 1 ? " and the other paths" : "", (long long)c->bad);
     if (rc == 0)
         LOG_INFO("features extracted",
-                 "images=%lld bad=%lld damaged_shards=%lld seconds=%.3f img_per_s=%.3f threads=%d",
+                 "images=%lld bad=%lld damaged_shards=%lld seconds=%.3f img_per_s=%.3f "
+                 "device=%s threads=%d",
                  (long long)c->images, (long long)c->bad, (long long)c->damaged, c->seconds,
-                 (double)c->images / (c->seconds > 0 ? c->seconds : 1e-9), m->ctx->threads);
+                 (double)c->images / (c->seconds > 0 ? c->seconds : 1e-9), o->device,
+                 m->ctx->threads);
     lf_input_close(&in);
     free(b.x);
     free(b.pool);

@@ -54,7 +54,7 @@ int lf_cmd_is(const struct lf_opts *o)
     double mean = 0, std = 0;
     int rc = lf_need_weights(o);
     if (rc == 0)
-        rc = lf_model_open(&m, o->weights, o->threads, 1);
+        rc = lf_model_open(&m, o->weights, o->device, o->threads, 1);
     if (rc == 0)
         rc = lf_extract(m, o, o->paths, o->npaths, is_sink, &s, &c);
     lf_model_close(&m);

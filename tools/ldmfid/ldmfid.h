@@ -17,6 +17,7 @@ struct lf_opts {
     const char *weights;  /* --weights, else $LDM_FID_WEIGHTS; NULL when neither */
     int batch;            /* --batch: images per network call (same size) */
     int threads;          /* --threads: compute threads (0: every core) */
+    const char *device;   /* --device: "cpu" (default), "cuda" or "cuda:N" */
     const char *out;      /* stats: --out STATS.npz */
     const char *features; /* stats, is: --features F.npy (pool3 rows, float32) */
     const char *logits;   /* is: --logits F.npy (unbiased logits, float32) */
@@ -72,10 +73,13 @@ struct lf_model;
 
 /* Open the weights file `path` (a .safetensors file, or a torch state dict:
  * pytorch-fid's pt_inception-2015-12-05-6726825d.pth) and build the network
- * on a CPU context of `threads` threads; with want_fc also keep fc.weight
- * for unbiased logits. Returns 0 or the codes of ldm_st_open / ldm_pt_open,
- * ldm_ctx_open and ldm_inception_open (the detail names file and tensor). */
-int lf_model_open(struct lf_model **out, const char *path, int threads, int want_fc);
+ * on a context on `device` ("cpu", "cuda", "cuda:N") with `threads` host
+ * threads; with want_fc the batches also get unbiased logits. Returns 0 or
+ * the codes of ldm_st_open / ldm_pt_open, ldm_ctx_open (LDM_EUNSUPPORTED:
+ * a build without CUDA) and ldm_inception_open (the detail names file and
+ * tensor). */
+int lf_model_open(struct lf_model **out, const char *path, const char *device, int threads,
+                  int want_fc);
 void lf_model_close(struct lf_model **m);
 
 

@@ -30,6 +30,7 @@ static void usage(FILE *f)
           "                          copy (default $LDM_FID_WEIGHTS)\n"
           "         --batch N        images per network call (default 50)\n"
           "         --threads N      compute threads (default: every core)\n"
+          "         --device DEV     cpu (default), cuda or cuda:N: where the network runs\n"
           "PATH: an image folder (jpg/jpeg/png/webp, sorted), a WebDataset tar shard\n"
           "(.tar, .tar.gz, .tar.zst, ...), an image, or a pattern (shard-{0..9}.tar, globs).\n"
           "fid takes a .npz statistics file for A or B as well. is: torch-fidelity's\n"
@@ -63,6 +64,17 @@ static int parse_int(const char *opt, const char *text, long lo, long hi, long *
     return 0;
 }
 
+/* --device: "cpu", "cuda" or "cuda:N" (whether this build and machine have it is
+ * found when the context opens). */
+static int check_device(const char *v)
+{
+    const char *d = strncmp(v, "cuda:", 5) == 0 ? v + 5 : "";
+    if (strcmp(v, "cpu") == 0 || strcmp(v, "cuda") == 0 ||
+        (*d && strspn(d, "0123456789") == strlen(d)))
+        return 0;
+    return ldm_fail(LDM_EINVAL, "--device: \"%s\" is not cpu, cuda or cuda:N", v);
+}
+
 /* Options: name, takes a value, the commands that accept it. */
 static const struct {
     const char *name;
@@ -70,10 +82,10 @@ static const struct {
     const char *cmds;
 } OPTS[] = {
     {"--weights", 1, "stats fid is"}, {"--batch", 1, "stats fid is"},
-    {"--threads", 1, "stats fid is"}, {"--out", 1, "stats"},
-    {"--features", 1, "stats is"},    {"--logits", 1, "is"},
-    {"--splits", 1, "is"},            {"--seed", 1, "is"},
-    {"--no-shuffle", 0, "is"},
+    {"--threads", 1, "stats fid is"}, {"--device", 1, "stats fid is"},
+    {"--out", 1, "stats"},            {"--features", 1, "stats is"},
+    {"--logits", 1, "is"},            {"--splits", 1, "is"},
+    {"--seed", 1, "is"},              {"--no-shuffle", 0, "is"},
 };
 
 /* Store option `name` with value v (NULL for a flag) into o. */
@@ -83,6 +95,8 @@ static int set_opt(struct lf_opts *o, const char *name, const char *v)
     int rc = 0;
     if (strcmp(name, "--weights") == 0)
         o->weights = v;
+    else if (strcmp(name, "--device") == 0 && !(rc = check_device(v)))
+        o->device = v;
     else if (strcmp(name, "--out") == 0)
         o->out = v;
     else if (strcmp(name, "--features") == 0)
@@ -131,7 +145,7 @@ int lf_parse_args(int argc, char **argv, const char *cmd, struct lf_opts *o)
 {
     const char *env = getenv("LDM_FID_WEIGHTS");
     *o = (struct lf_opts){.weights = env && *env ? env : NULL, .batch = LF_BATCH_DEFAULT,
-                          .splits = 10, .seed = 2020, .shuffle = 1};
+                          .device = "cpu", .splits = 10, .seed = 2020, .shuffle = 1};
     o->paths = calloc((size_t)argc + 1, sizeof *o->paths);
     if (!o->paths)
         return ldm_fail(LDM_ENOMEM, "out of memory");

@@ -39,7 +39,7 @@ static int image_stats(const struct lf_opts *o, struct lf_model **m, const char 
     struct lf_counts c;
     int rc = *m ? 0 : lf_need_weights(o);
     if (rc == 0 && !*m)
-        rc = lf_model_open(m, o->weights, o->threads, 0);
+        rc = lf_model_open(m, o->weights, o->device, o->threads, 0);
     if (rc == 0)
         rc = ldm_fid_acc_new(&s.acc, LDM_INCEPTION_DIM);
     if (rc == 0)
