@@ -70,6 +70,13 @@ struct ldm_ctx {
     int ws_owned;                 /* ws was allocated by ldm_ctx_reserve */
     int planning;                 /* between ldm_ctx_plan_begin and _end */
     size_t ws_need;               /* the most workspace any op asked for while planning */
+    struct ldm_op_prof *prof;     /* per-op timing (ldm_ctx_profile), NULL when off */
+};
+
+/* Calls and seconds of one op since profiling was turned on. */
+struct ldm_op_prof {
+    int64_t calls;
+    double seconds;
 };
 
 /* ---- contexts and memory ------------------------------------------------------ */
@@ -98,6 +105,16 @@ int ldm_ctx_reserve(struct ldm_ctx *c, size_t bytes);
  * NULL). ldm_ctx_plan_end puts the largest need into *bytes. */
 void ldm_ctx_plan_begin(struct ldm_ctx *c);
 void ldm_ctx_plan_end(struct ldm_ctx *c, size_t *bytes);
+
+/* Op timing, to find where a model's time goes: with on != 0 every op waits for the
+ * device before and after itself (the backend's sync) and adds its wall time to its
+ * op's row (counts restart from zero); 0 turns it off. It slows a run down (no overlap
+ * between ops); the rows show the share of each kind of op. Returns 0 or LDM_ENOMEM. */
+int ldm_ctx_profile(struct ldm_ctx *c, int on);
+
+/* The rows with calls, biggest time first, as text lines "  <op>  <calls>  <ms>  <%>"
+ * into f. Nothing when profiling is off. */
+void ldm_ctx_profile_report(const struct ldm_ctx *c, void *file);
 
 /* Backend memory: allocate `bytes` (zero-filled, aligned to
  * LDM_ARENA_ALIGN) into *p; free; zero; copy host->backend, backend->host,
@@ -698,6 +715,8 @@ struct ldm_backend {
      * wrappers and the ldm_ctx_* memory calls call it first, so a context may be used
      * from any thread (one at a time), whatever device that thread used before. */
     int (*bind)(struct ldm_ctx *c);
+    /* Wait until every op queued on c is done (NULL: ops are synchronous). */
+    int (*sync)(struct ldm_ctx *c);
 };
 
 /* The CPU backend (nn/cpu/). */

@@ -1,4 +1,5 @@
 /* ctx.c — compute contexts: picking a backend, workspace, planning, backend memory. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,6 +119,10 @@ int ldm_ctx_open(struct ldm_ctx **out, const char *device, int threads)
 
 void ldm_ctx_close(struct ldm_ctx **pc)
 {
+    if (*pc) {
+        free((*pc)->prof);
+        (*pc)->prof = NULL;
+    }
     struct ldm_ctx *c = *pc;
     if (!c)
         return;
@@ -203,4 +208,37 @@ int ldm_ctx_copy(struct ldm_ctx *c, void *dst, const void *src, size_t bytes)
 {
     int rc = bytes ? bind(c) : 0;
     return rc || !bytes ? rc : c->be->copy(c, dst, src, bytes);
+}
+
+/* ---- op timing ---------------------------------------------------------------------------------- */
+
+int ldm_ctx_profile(struct ldm_ctx *c, int on)
+{
+    free(c->prof);
+    c->prof = NULL;
+    if (on && !(c->prof = calloc(LDM_OP_COUNT, sizeof *c->prof)))
+        return ldm_fail(LDM_ENOMEM, "op profile: out of memory");
+    return 0;
+}
+
+void ldm_ctx_profile_report(const struct ldm_ctx *c, void *file)
+{
+    FILE *f = file;
+    int order[LDM_OP_COUNT], n = 0;
+    double total = 0;
+    if (!c->prof)
+        return;
+    for (int op = 0; op < LDM_OP_COUNT; op++)
+        if (c->prof[op].calls) {
+            int k = n++;
+            for (; k > 0 && c->prof[order[k - 1]].seconds < c->prof[op].seconds; k--)
+                order[k] = order[k - 1];
+            order[k] = op;
+            total += c->prof[op].seconds;
+        }
+    for (int i = 0; i < n; i++) {
+        const struct ldm_op_prof *p = &c->prof[order[i]];
+        fprintf(f, "  %-28s %8lld calls %10.3f ms %5.1f%%\n", ldm_op_name(order[i]),
+                (long long)p->calls, 1e3 * p->seconds, total > 0 ? 100 * p->seconds / total : 0);
+    }
 }

@@ -46,5 +46,5 @@ int ldm_cast(struct ldm_ctx *c, const struct ldm_tensor *y, const struct ldm_ten
     rc = opchk_go(&k, &d, c->be->cast != NULL);
     if (rc)
         return rc > 0 ? 0 : rc;
-    return c->be->cast(c, &d, y->data, x->data);
+    return opchk_end(&k, c->be->cast(c, &d, y->data, x->data));
 }

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "err.h"
 
@@ -14,6 +15,7 @@ int opchk_begin(struct opchk *k, struct ldm_ctx *c, int op)
     k->dtype = -1;
     k->emu = 0;
     k->nemu = 0;
+    k->t0 = 0;
     if (!c || !c->be)
         return ldm_fail(LDM_EINVAL, "%s: no compute context", ldm_op_name(op));
     return 0;
@@ -140,5 +142,22 @@ int opchk_go(struct opchk *k, const void *dims, int have)
     if (need > c->ws_bytes || (need > 0 && !c->ws))
         return ldm_fail(LDM_ERANGE, "%s: needs %zu bytes of workspace, the context has %zu",
                         ldm_op_name(k->op), need, c->ws ? c->ws_bytes : (size_t)0);
-    return c->be->bind ? c->be->bind(c) : 0;
+    int rc = c->be->bind ? c->be->bind(c) : 0;
+    if (!rc && c->prof)
+        rc = opchk_prof_start(k);
+    return rc;
+}
+
+double opchk_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int opchk_prof_start(struct opchk *k)
+{
+    int rc = k->c->be->sync ? k->c->be->sync(k->c) : 0;
+    k->t0 = opchk_now();
+    return rc;
 }

@@ -15,7 +15,8 @@ struct opchk_emu {
     void *orig;   /* the caller's data */
     int dtype;    /* its dtype */
     size_t n;     /* elements */
-    float *f;     /* the F32 copy (malloc) */
+    size_t cap;   /* floats allocated at f */
+    float *f;     /* the F32 copy (ops_emu.c's pool) */
 };
 
 struct opchk {
@@ -23,6 +24,7 @@ struct opchk {
     int op;
     int dtype;
     int emu;      /* the dtype is one the backend emulates (ops_emu.c) */
+    double t0;    /* profiling: when the op started (after the device was idle), else 0 */
     int nemu;
     struct opchk_emu e[OPCHK_EMU_MAX];
 };
@@ -80,9 +82,13 @@ static inline int opchk_compute(const struct opchk *k)
 void *opchk_data(struct opchk *k, const struct ldm_tensor *t);
 
 /* After the backend's entry returned rc: round every F32 copy back into its
- * tensor (only elements whose value changed are stored) and free the copies.
- * Returns rc. */
+ * tensor (only elements whose value changed are stored) and free the copies;
+ * when profiling, wait for the device and add the op's time. Returns rc. */
 int opchk_end(struct opchk *k, int rc);
+
+/* Profiling (ldm_ctx_profile): wait for the device and note the start in k. */
+int opchk_prof_start(struct opchk *k);
+double opchk_now(void);
 
 /* The data pointer of an optional tensor (NULL stays NULL). */
 static inline void *opchk_ptr(const struct ldm_tensor *t)

@@ -80,8 +80,8 @@ int ldm_adamw8_step(struct ldm_ctx *c, const struct ldm_tensor *param,
                                .weight_decay = o->weight_decay, .step = o->step,
                                .dtype = LDM_DT_F32};
     GO(k, d, adamw8);
-    return c->be->adamw8(c, &d, param->data, grad->data, m_q->data, v_q->data, m_absmax->data,
-                         v_absmax->data);
+    return opchk_end(&k, c->be->adamw8(c, &d, param->data, grad->data, m_q->data, v_q->data,
+                                       m_absmax->data, v_absmax->data));
 }
 
 int ldm_ema_update(struct ldm_ctx *c, const struct ldm_tensor *ema,
@@ -96,5 +96,5 @@ int ldm_ema_update(struct ldm_ctx *c, const struct ldm_tensor *ema,
     struct ldm_train_dims d = {.n = (int64_t)ldm_tensor_numel(ema), .decay = decay,
                                .dtype = LDM_DT_F32};
     GO(k, d, ema);
-    return c->be->ema(c, &d, ema->data, param->data);
+    return opchk_end(&k, c->be->ema(c, &d, ema->data, param->data));
 }

@@ -9,6 +9,7 @@
  *
  * usage: bench-unet_gpu [--device cuda:0] [--batch N] [--steps K] [--python P]
  *        [--script bench/unet_gpu/peer.py] [--peer fp32,bf16] [--ours fp32,bf16] [--tiny]
+ *        [--profile]   (then one more step with every op timed: the time per kind of op)
  */
 #include <jansson.h>
 #include <math.h>
@@ -27,7 +28,7 @@
 
 struct opts {
     const char *device, *python, *script, *peer, *ours;
-    int batch, steps, tiny;
+    int batch, steps, tiny, profile;
 };
 
 static double now_s(void)
@@ -166,9 +167,11 @@ static int cmp_d(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Our median step time; the memory we hold into *bytes. */
-static int time_ours(const struct opts *o, const char *config, int dtype, double *sec,
-                     size_t *bytes)
+static void line(const char *who, int batch, double sec, double bytes);
+
+/* Our median step time (printed as `who`'s line, then the op profile when asked for). */
+static int time_ours(const struct opts *o, const char *config, int dtype, const char *who,
+                     double *sec, size_t *bytes)
 {
     struct run r = {0};
     double t[64];
@@ -183,6 +186,14 @@ static int time_ours(const struct opts *o, const char *config, int dtype, double
         qsort(t, (size_t)o->steps, sizeof *t, cmp_d);
         *sec = t[o->steps / 2];
         *bytes = r.bytes;
+        line(who, o->batch, *sec, (double)*bytes);
+    }
+    if (!rc && o->profile) { /* one more step, each op timed on its own */
+        rc = ldm_ctx_profile(r.ctx, 1);
+        if (!rc) rc = step(&r, o->steps + 3);
+        printf("  ops of one step (each waited for: the sum exceeds the step):\n");
+        ldm_ctx_profile_report(r.ctx, stdout);
+        ldm_ctx_profile(r.ctx, 0);
     }
     teardown(&r);
     return rc;
@@ -216,6 +227,10 @@ static int parse(int argc, char **argv, struct opts *o)
 {
     for (int i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(argv[i], "--profile")) {
+            o->profile = 1;
+            continue;
+        }
         if (!strcmp(argv[i], "--tiny")) {
             o->tiny = 1;
             continue;
@@ -253,10 +268,8 @@ static void run_ours(const struct opts *o, const char *config, char names[][16],
         int dt = dtype_of(p);
         if (dt < 0)
             printf("  %s: not fp32, bf16 or fp16\n", who);
-        else if (time_ours(o, config, dt, &sec[*n], &bytes))
+        else if (time_ours(o, config, dt, who, &sec[*n], &bytes))
             printf("  %s: %s\n", who, ldm_errmsg()), sec[*n] = 0;
-        else
-            line(who, o->batch, sec[*n], (double)bytes);
         (*n)++;
     }
 }
@@ -264,7 +277,7 @@ static void run_ours(const struct opts *o, const char *config, char names[][16],
 int main(int argc, char **argv)
 {
     struct opts o = {"cuda:0", "python3", "bench/unet_gpu/peer.py", "fp32,bf16", "fp32,bf16",
-                     8, 5, 0};
+                     8, 5, 0, 0};
     if (parse(argc, argv, &o)) {
         fprintf(stderr, "bench-unet_gpu: %s\n", ldm_errmsg());
         return 2;

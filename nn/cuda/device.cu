@@ -105,6 +105,12 @@ static int cuda_bind(struct ldm_ctx *c)
     return 0;
 }
 
+static int cuda_sync(struct ldm_ctx *c)
+{
+    CU_TRY("cuda sync", cudaStreamSynchronize(ldm_cuda_state(c)->stream));
+    return 0;
+}
+
 /* ---- open and close ---------------------------------------------------------------------------- */
 
 static void cuda_close(struct ldm_ctx *c);
@@ -337,6 +343,7 @@ static const struct ldm_backend cuda_backend = {
     /* .cast = */ ldm_cuda_cast,
     /* .emulated = */ 0,
     /* .bind = */ cuda_bind,
+    /* .sync = */ cuda_sync,
 };
 
 extern "C" const struct ldm_backend *ldm_cuda_backend_get(void)

@@ -434,6 +434,39 @@ START_TEST(test_emulated_bf16)
 }
 END_TEST
 
+/* Op timing: calls counted per op, rows biggest first, nothing when off. */
+START_TEST(test_profile)
+{
+    struct ldm_tensor x = T(41, 1.0f, 2, 4, 5, 5), w = T(42, 0.5f, 3, 4, 3, 3);
+    struct ldm_tensor y = T(43, 0.0f, 2, 3, 5, 5);
+    struct ldm_conv2d_opts pad1 = {1, 1, 1, 1, 1, 1};
+    char *text = NULL;
+    size_t len = 0;
+    ck_ok(ldm_ctx_profile(C, 1));
+    for (int i = 0; i < 3; i++)
+        ck_ok(ldm_conv2d_forward(C, &y, &x, &w, NULL, &pad1));
+    ck_ok(ldm_add_forward(C, &y, 1.0f, &y, 1.0f, &y));
+    ldm_ctx_plan_begin(C); /* planning computes nothing and counts nothing */
+    ck_ok(ldm_add_forward(C, &y, 1.0f, &y, 1.0f, &y));
+    ldm_ctx_plan_end(C, NULL);
+    ck_assert_int_eq(C->prof[LDM_OP_CONV2D_FWD].calls, 3);
+    ck_assert_int_eq(C->prof[LDM_OP_ADD_FWD].calls, 1);
+    ck_assert(C->prof[LDM_OP_CONV2D_FWD].seconds > 0);
+    FILE *f = open_memstream(&text, &len);
+    ck_assert_ptr_nonnull(f);
+    ldm_ctx_profile_report(C, f);
+    fclose(f);
+    ck_assert_msg(strstr(text, "conv2d forward") && strstr(text, "3 calls"), "%s", text);
+    ck_assert_msg(strstr(text, "add forward") && strstr(text, "1 calls"), "%s", text);
+    int conv_first = C->prof[LDM_OP_CONV2D_FWD].seconds >= C->prof[LDM_OP_ADD_FWD].seconds;
+    const char *first = conv_first ? "  conv2d forward" : "  add forward";
+    ck_assert_msg(strncmp(text, first, strlen(first)) == 0, "not biggest first: %s", text);
+    free(text);
+    ck_ok(ldm_ctx_profile(C, 0));
+    ck_assert_ptr_null(C->prof);
+}
+END_TEST
+
 /* ---- argument checks ------------------------------------------------------------------------- */
 
 START_TEST(test_checks)
@@ -734,6 +767,7 @@ Suite *suite_nn(void)
     tcase_add_test(tc, test_checks);
     tcase_add_test(tc, test_cast);
     tcase_add_test(tc, test_emulated_bf16);
+    tcase_add_test(tc, test_profile);
     suite_add_tcase(s, tc);
     TCase *fd = tcase_create("finite_differences");
     tcase_add_checked_fixture(fd, setup, teardown);
