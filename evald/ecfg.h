@@ -21,6 +21,7 @@ struct evald_cfg {
     int64_t steps;        /* sampler steps */
     double guidance_scale;
     char *sampler;        /* "" (the scheduler config's), ddim, euler, pndm */
+    char *precision;      /* the UNet's compute dtype while sampling: fp32, bf16 or fp16 */
     double eta;
     int64_t seed;
     int64_t resolution;   /* pixels; 0: the UNet's sample_size × the VAE factor */

@@ -156,6 +156,14 @@ static int check_model_dir(const char *model)
     return 0;
 }
 
+/* The precision key: fp32, bf16 or fp16. */
+static int parse_precision(const char *v, int *dtype)
+{
+    *dtype = !strcmp(v, "fp32") ? LDM_DT_F32 : !strcmp(v, "bf16") ? LDM_DT_BF16
+             : !strcmp(v, "fp16") ? LDM_DT_F16 : -1;
+    return *dtype >= 0 ? 0 : ldm_fail(LDM_ECONFIG, "precision: '%s' is not fp32, bf16 or fp16", v);
+}
+
 int ev_models_open(struct ev_models **out, const struct evald_cfg *cfg)
 {
     int rc0 = check_model_dir(cfg->model);
@@ -166,7 +174,8 @@ int ev_models_open(struct ev_models **out, const struct evald_cfg *cfg)
         return ldm_fail(LDM_ENOMEM, "evald models");
     m->cfg = cfg;
     char p[4200];
-    int rc = read_prompts(m, cfg->prompts);
+    int rc = parse_precision(cfg->precision, &m->udt);
+    if (!rc) rc = read_prompts(m, cfg->prompts);
     if (!rc) rc = ldm_ctx_open(&m->ctx, cfg->device, (int)cfg->threads);
     if (!rc) rc = ev_text_open(&m->text, m->ctx, cfg->model);
     snprintf(p, sizeof p, "%s/vae", cfg->model);
@@ -229,6 +238,7 @@ static int load_unet(struct ev_models *m, const char *dir, struct ldm_unet **u, 
     struct ldm_unet_config uc;
     int rc = ldm_unet_config_load(&uc, p);
     if (!rc) rc = ldm_unet_create(u, m->ctx, &uc);
+    if (!rc) rc = ldm_unet_set_precision(*u, m->udt);
     snprintf(p, sizeof p, "%s/%s", dir, *ema ? "unet_ema" : "unet");
     if (!rc) rc = ldm_unet_load_dir(*u, p);
     if (rc && rc != LDM_ENOMEM) {

@@ -30,6 +30,7 @@ struct ev_models {
     int64_t lat_c;                   /* latent channels */
     const struct ldm_unet *pu;       /* the UNet prepared last, for pB samples */
     int64_t pB;
+    int udt;                         /* the UNet's compute dtype (precision) */
 };
 
 /* sample.c: images [first, first + n) of the evaluation as uint8 HWC RGB into px

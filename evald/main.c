@@ -70,6 +70,8 @@ static const struct ldm_cfg_key keys[] = {
      "classifier-free guidance (1: none)"},
     {"sampler", LDM_CFG_STRING, K(sampler), "", 0, 0, 0,
      "ddim, euler or pndm (empty: the scheduler config's)"},
+    {"precision", LDM_CFG_STRING, K(precision), "fp32", 0, 0, 0,
+     "the UNet's compute dtype while sampling: fp32, bf16 or fp16 (F32 weights)"},
     {"eta", LDM_CFG_FLOAT, K(eta), "0", 0, 0, 1, "DDIM eta"},
     {"seed", LDM_CFG_INT, K(seed), "0", 0, 0, 0, "seed of the initial noise (per image)"},
     {"resolution", LDM_CFG_INT, K(resolution), "0", 0, 0, 16384,

@@ -37,6 +37,8 @@ done
 refused trainerd "model: '$T/nope'" --model="$T/nope" --cache="$T/cache" --output="$T/out"
 refused encoderd "model: '$T/nope'" --model="$T/nope" --cache="$T/cache" --shards="$T/x.tar"
 refused evald "model: '$T/nope'" --model="$T/nope" --checkpoints="$T/ck" --output="$T/ev"
+refused evald "precision: 'fp8'" --model="$T/model" --checkpoints="$T/ck" --output="$T/ev" \
+    --precision=fp8
 refused loaderd "resolution: 500" --resolution=500 --tokenizer="$T/model/tokenizer"
 refused loaderd "bucket_step" --buckets=true --bucket_step=60 --tokenizer="$T/model/tokenizer"
 refused trainerd "local_world_size: 3" "${TR[@]}" --world_size=4 --rank=0 --local_world_size=3

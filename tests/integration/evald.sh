@@ -134,5 +134,48 @@ kill -TERM $P
 wait $P
 st=$?
 [ $st = 0 ] && ok "SIGTERM: exit 0" || fail "SIGTERM: exit $st"
+
+# ---- precision=bf16: the UNet samples in bf16 (emulated here); images close to fp32's ----------
+mkdir -p "$T/ck6" && cp -r "$T/ck/checkpoint-6" "$T/ck6/"
+"$BIN/evald" "${EV[@]}" --checkpoints="$T/ck6" --output="$T/evb" --precision=bf16 \
+    2>"$T/eb.log" &
+P=$!
+PIDS+=($P)
+waitfile "$T/evb/eval/step-6.json" 600 || fail "bf16: step 6 not evaluated: $(tail -2 "$T/eb.log")"
+kill -TERM $P
+wait $P
+"$PY" - "$T/ev/eval/step-6" "$T/evb/eval/step-6" <<'PY' && ok "precision=bf16: $(cat "$T/bd")" ||
+import glob, os, struct, sys, zlib
+def pixels(path): # our PNGs: 8-bit RGB, any of the five row filters
+    raw = open(path, "rb").read()
+    pos, idat, w = 8, b"", 0
+    while pos < len(raw):
+        n, kind = struct.unpack(">I4s", raw[pos:pos + 8])
+        body = raw[pos + 8:pos + 8 + n]
+        if kind == b"IHDR": w, h = struct.unpack(">II", body[:8])
+        if kind == b"IDAT": idat += body
+        pos += 12 + n
+    data, stride, out, prev = zlib.decompress(idat), 3 * w, [], bytearray(3 * w)
+    for r in range(len(data) // (stride + 1)):
+        f, line = data[r * (stride + 1)], bytearray(data[r * (stride + 1) + 1:(r + 1) * (stride + 1)])
+        for i in range(stride):
+            a, b, c = line[i - 3] if i >= 3 else 0, prev[i], prev[i - 3] if i >= 3 else 0
+            p = a + b - c
+            pred = [0, a, b, (a + b) // 2,
+                    a if abs(p - a) <= abs(p - b) and abs(p - a) <= abs(p - c) else b if abs(p - b) <= abs(p - c) else c][f]
+            line[i] = (line[i] + pred) & 255
+        out += line
+        prev = line
+    return out
+diffs = []
+for f in sorted(glob.glob(sys.argv[1] + "/*.png")):
+    a, b = pixels(f), pixels(os.path.join(sys.argv[2], os.path.basename(f)))
+    diffs.append(sum(abs(x - y) for x, y in zip(a, b)) / len(a))
+mean = sum(diffs) / max(len(diffs), 1)
+open(os.path.dirname(sys.argv[1]) + "/../../bd", "w").write(
+    f"{len(diffs)} images, mean |difference| {mean:.2f} of 255 from fp32's")
+sys.exit(0 if diffs and 0 < mean < 8 else 1)  # 0 would mean fp32 ran
+PY
+    fail "precision=bf16: images differ from fp32's: $(cat "$T/bd" 2>/dev/null)"
 [ $FAILS = 0 ] || exit 1
 echo "evald: all passed"
