@@ -3,7 +3,7 @@
 # UNet2DConditionModel on PyTorch, same GPU, same run (bench-unet_gpu). Needs a CUDA
 # device and a python with torch and diffusers (PYTHON, default python3); prints one
 # skip line where there is none. Arguments go to bench-unet_gpu (--batch N, --steps K,
-# --peer fp32,bf16, --tiny).
+# --peer fp32,bf16, --ours fp32,bf16, --tiny, --profile for the time of each kind of op).
 set -uo pipefail
 BIN=${BIN:-build/bin}
 PY=${PYTHON:-python3}

@@ -106,6 +106,11 @@ int ldm_ctx_reserve(struct ldm_ctx *c, size_t bytes);
 void ldm_ctx_plan_begin(struct ldm_ctx *c);
 void ldm_ctx_plan_end(struct ldm_ctx *c, size_t *bytes);
 
+/* The device's memory: bytes in use (by every process on it, cuDNN and cuBLAS
+ * workspaces included) and its size, as the driver reports them. Returns 0, or
+ * LDM_EUNSUPPORTED for a backend that does not know (the CPU). */
+int ldm_ctx_meminfo(struct ldm_ctx *c, size_t *used, size_t *total);
+
 /* Op timing, to find where a model's time goes: with on != 0 every op waits for the
  * device before and after itself (the backend's sync) and adds its wall time to its
  * op's row (counts restart from zero); 0 turns it off. It slows a run down (no overlap
@@ -717,6 +722,8 @@ struct ldm_backend {
     int (*bind)(struct ldm_ctx *c);
     /* Wait until every op queued on c is done (NULL: ops are synchronous). */
     int (*sync)(struct ldm_ctx *c);
+    /* The device's memory in use (by every process) and its size (NULL: not known). */
+    int (*meminfo)(struct ldm_ctx *c, size_t *used, size_t *total);
 };
 
 /* The CPU backend (nn/cpu/). */

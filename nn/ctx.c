@@ -210,6 +210,16 @@ int ldm_ctx_copy(struct ldm_ctx *c, void *dst, const void *src, size_t bytes)
     return rc || !bytes ? rc : c->be->copy(c, dst, src, bytes);
 }
 
+int ldm_ctx_meminfo(struct ldm_ctx *c, size_t *used, size_t *total)
+{
+    *used = *total = 0;
+    if (!c->be->meminfo)
+        return ldm_fail(LDM_EUNSUPPORTED, "the %s backend does not report device memory",
+                        c->be->name);
+    int rc = bind(c);
+    return rc ? rc : c->be->meminfo(c, used, total);
+}
+
 /* ---- op timing ---------------------------------------------------------------------------------- */
 
 int ldm_ctx_profile(struct ldm_ctx *c, int on)

@@ -283,6 +283,11 @@ void td_run_status(struct td_run *r, json_t *reply)
                                   (json_int_t)i.mem_optim, "moments_bytes",
                                   (json_int_t)i.mem_moments, "zero_stage",
                                   (json_int_t)i.zero_stage));
+    if (i.dev_total) {
+        json_t *mem = json_object_get(reply, "memory");
+        json_object_set_new(mem, "device_used_bytes", json_integer((json_int_t)i.dev_used));
+        json_object_set_new(mem, "device_total_bytes", json_integer((json_int_t)i.dev_total));
+    }
 }
 
 void td_run_stop(struct td_run **pr)

@@ -344,7 +344,7 @@ static int shard_clip(struct td_trainer *t, double loss, float *norm, int *req)
     return coef < 1.0f ? ldm_add_forward(t->ctx, &g, coef, &g, 0.0f, NULL) : 0;
 }
 
-/* 8-bit AdamW over this rank's window (F32 moments for the small tensors). */
+/* 8-bit AdamW over this rank's window (F32 moments, in slots, for the small tensors). */
 static int adamw8_window(struct td_trainer *t, const struct ldm_adamw_opts *o)
 {
     const struct td_window *w = &t->win;
@@ -355,12 +355,13 @@ static int adamw8_window(struct td_trainer *t, const struct ldm_adamw_opts *o)
         size_t e = z->off + z->n < w->hi ? z->off + z->n : w->hi;
         if (b >= e)
             continue;
-        size_t ne = e - b, el = b - z->off; /* el: a block start (zero.h) */
+        size_t ne = e - b, el = b - z->off; /* el: a block start of an 8-bit tensor */
         struct ldm_tensor pf = at(t->pa, b * 4, LDM_DT_F32, ne);
         struct ldm_tensor gf = at(t->ga, b * 4, LDM_DT_F32, ne);
-        if (!z->is8) {
-            struct ldm_tensor m = at(&t->m, (b - w->lo) * 4, LDM_DT_F32, ne);
-            struct ldm_tensor v = at(&t->v, (b - w->lo) * 4, LDM_DT_F32, ne);
+        if (!z->is8) { /* its slot, from the element b */
+            size_t mo = (z->m_off + el - w->mlo) * 4;
+            struct ldm_tensor m = at(&t->m, mo, LDM_DT_F32, ne);
+            struct ldm_tensor v = at(&t->v, mo, LDM_DT_F32, ne);
             rc = ldm_adamw_step(t->ctx, &pf, &gf, &m, &v, o);
             continue;
         }
@@ -538,6 +539,9 @@ void td_trainer_info(struct td_trainer *t, struct td_trainer_info *i)
         i->mem_moments = t->m.bytes + t->v.bytes + t->q_m.bytes * 2 + t->a_m.bytes * 2;
         i->mem_optim = i->mem_moments + t->ema.bytes;
     }
+    if (t->ctx && t->ctx->device != LDM_DEV_CPU &&
+        ldm_ctx_meminfo(t->ctx, &i->dev_used, &i->dev_total))
+        i->dev_used = i->dev_total = 0;
     i->zero_stage = t->zero;
 }
 

@@ -75,6 +75,7 @@ struct td_trainer_info {
     int waiting;            /* for samples */
     size_t samples;         /* in the current epoch */
     size_t params, mem_params, mem_acts, mem_optim;
+    size_t dev_used, dev_total; /* the device's memory as its driver reports it (0: a CPU) */
     size_t mem_moments;     /* the optimiser moments alone, this rank's (ZeRO: its shard) */
     double loss_scale;
     int ema, zero_stage;

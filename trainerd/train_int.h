@@ -22,10 +22,11 @@ enum { TD_OPT_ADAMW = 0, TD_OPT_ADAMW8 };
 enum { TD_MP_NO = 0, TD_MP_FP16, TD_MP_BF16 };
 
 /* This rank's part of the optimiser state (zero.h): parameters lo .. hi − 1 of the
- * arena, whose moments are the windows [lo, hi) of adam.m/v, [qlo, qhi) of the codes
- * and [alo, ahi) of the absmax arrays; without ZeRO, all of them. */
+ * arena, whose moments are the windows [mlo, mhi) of adam.m/v (plain AdamW: [lo, hi)),
+ * [qlo, qhi) of the codes and [alo, ahi) of the absmax arrays; without ZeRO, all of
+ * them. */
 struct td_window {
-    size_t lo, hi, qlo, qhi, alo, ahi;
+    size_t lo, hi, mlo, mhi, qlo, qhi, alo, ahi;
 };
 
 struct td_trainer {
@@ -37,11 +38,13 @@ struct td_trainer {
     struct ldm_ctx *ctx;
     struct ldm_unet *u;
     const struct ldm_arena *pa, *ga;
-    struct ldm_arena m, v, ema;   /* m, v: F32, the window lo..hi of pa (unused by 8-bit
-                                     tensors); ema: all of pa, on every rank */
+    struct ldm_arena m, v, ema;   /* m, v: F32 moments, the window mlo..mhi of adam.m/v
+                                     (plain AdamW: lo..hi of pa; 8-bit AdamW: the slots of
+                                     its small tensors); ema: all of pa, on every rank */
     struct ldm_arena q_m, q_v, a_m, a_v; /* 8-bit codes and absmax, their windows */
-    struct td_zero_tensor *tens;  /* every parameter: its elements and 8-bit state */
-    size_t ntens, q_total, a_total; /* tensors; lengths of the unsharded 8-bit arrays */
+    struct td_zero_tensor *tens;  /* every parameter: its elements and its state's place */
+    size_t ntens;                 /* tensors */
+    size_t m_total, q_total, a_total; /* lengths of the unsharded adam.m/v and 8-bit arrays */
     int zero;                     /* zero_stage: 0, or 2 (sharded when world > 1) */
     struct td_zero_plan plan;     /* the cuts (one shard without ZeRO) */
     struct td_window win;         /* this rank's */

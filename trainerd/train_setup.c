@@ -182,7 +182,7 @@ int td_setup_cache(struct td_trainer *t)
     return rc;
 }
 
-/* An F32 arena as large as the parameters' (zeroed). */
+/* A zeroed block of `bytes` in the context's memory, as arena *a. */
 static int alloc_like(struct td_trainer *t, struct ldm_arena *a, size_t bytes, const char *what)
 {
     a->ctx = t->ctx;
@@ -194,7 +194,8 @@ static int alloc_like(struct td_trainer *t, struct ldm_arena *a, size_t bytes, c
 }
 
 /* Every parameter's place in the arena; with 8-bit AdamW which ones get block-quantised
- * moments (TD_ADAM8_MIN elements or more) and the offsets of their codes and absmax. */
+ * moments (TD_ADAM8_MIN elements or more) and the offsets of their codes and absmax, the
+ * others a slot of F32 moments (zero.h). Plain AdamW's moments are laid out as the arena. */
 static int plan_tensors(struct td_trainer *t)
 {
     size_t n = ldm_unet_nparams(t->u);
@@ -202,20 +203,28 @@ static int plan_tensors(struct td_trainer *t)
     if (!t->tens)
         return ldm_fail(LDM_ENOMEM, "optimiser state plan");
     t->ntens = n;
-    t->q_total = t->a_total = 0;
+    t->m_total = t->q_total = t->a_total = 0;
     for (size_t i = 0; i < n; i++) {
         struct ldm_tensor p, g;
         ldm_unet_param(t->u, i, &p, &g);
         size_t ne = ldm_tensor_numel(&p);
         size_t off = (size_t)((char *)p.data - (char *)t->pa->base) / sizeof(float);
-        t->tens[i] = (struct td_zero_tensor){.off = off, .n = ne};
-        if (t->optimizer != TD_OPT_ADAMW8 || ne < TD_ADAM8_MIN)
+        struct td_zero_tensor *z = &t->tens[i];
+        *z = (struct td_zero_tensor){.off = off, .n = ne, .m_off = off};
+        if (t->optimizer != TD_OPT_ADAMW8)
             continue;
-        t->tens[i].is8 = 1;
-        t->tens[i].q_off = t->q_total, t->tens[i].a_off = t->a_total;
+        if (ne < TD_ADAM8_MIN) {
+            z->m_off = t->m_total;
+            t->m_total += (ne + TD_ZERO_ALIGN - 1) / TD_ZERO_ALIGN * TD_ZERO_ALIGN;
+            continue;
+        }
+        z->is8 = 1, z->m_off = 0;
+        z->q_off = t->q_total, z->a_off = t->a_total;
         t->q_total += (ne + 255) / 256 * 256;
         t->a_total += (ne + LDM_ADAM8_BLOCK - 1) / LDM_ADAM8_BLOCK;
     }
+    if (t->optimizer != TD_OPT_ADAMW8)
+        t->m_total = t->pa->bytes / sizeof(float);
     return 0;
 }
 
@@ -235,13 +244,14 @@ static int plan_window(struct td_trainer *t)
 {
     int shard = t->zero && t->world > 1;
     int world = shard ? t->world : 1, k = shard ? t->rank : 0;
-    int rc = td_zero_plan_make(&t->plan, t->tens, t->ntens, t->pa->bytes / sizeof(float),
-                               t->q_total, t->a_total, world);
+    size_t nt = t->optimizer == TD_OPT_ADAMW8 ? t->ntens : 0; /* AdamW: the arena's layout */
+    int rc = td_zero_plan_make(&t->plan, t->tens, nt, t->pa->bytes / sizeof(float),
+                               t->m_total, t->q_total, t->a_total, world);
     if (rc)
         return rc;
     const struct td_zero_plan *p = &t->plan;
-    t->win = (struct td_window){p->el[k], p->el[k + 1], p->q[k], p->q[k + 1], p->a[k],
-                                p->a[k + 1]};
+    t->win = (struct td_window){p->el[k], p->el[k + 1], p->m[k], p->m[k + 1], p->q[k],
+                                p->q[k + 1], p->a[k], p->a[k + 1]};
     if (!shard)
         return 0;
     t->bucket_cut = calloc((size_t)t->world + 1, sizeof *t->bucket_cut);
@@ -257,7 +267,7 @@ int td_setup_optim(struct td_trainer *t)
     if (!rc)
         rc = plan_window(t);
     const struct td_window *w = &t->win;
-    size_t mb = (w->hi - w->lo) * sizeof(float);
+    size_t mb = (w->mhi - w->mlo) * sizeof(float);
     if (!rc)
         rc = alloc_like(t, &t->m, mb, "optimizer moments");
     if (!rc)

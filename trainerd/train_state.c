@@ -6,7 +6,11 @@
  *   seed, world                             I64 (1)   checked on resume
  *   loss_scale                              F64 (1)
  *   keys                                    U8 (n)    the cursor epoch's sample keys
- *   adam.m, adam.v                          F32       moments, laid out as the parameters
+ *   adam.m, adam.v                          F32       moments: adamw laid out as the
+ *                                                     parameter arena; adamw8bit one slot
+ *                                                     per tensor of fewer than TD_ADAM8_MIN
+ *                                                     elements, in arena order, each padded
+ *                                                     to TD_ZERO_ALIGN floats (zero.h)
  *   adam8.qm, adam8.qv, adam8.am, adam8.av  U8 / F32  8-bit moments and absmax (adamw8bit)
  *   params, ema                             F32       master weights (and EMA) when the
  *                                                     folders hold them in fp16/bf16
@@ -15,7 +19,9 @@
  * The moments are written in that unsharded layout whatever zero_stage: with ZeRO
  * each rank holds one window of each array (zero.h), the windows are gathered to
  * rank 0 to be written, and on resume each rank uploads its own window. So a run
- * resumes with or without ZeRO, on any number of ranks.
+ * resumes with or without ZeRO, on any number of ranks. An adamw8bit state whose
+ * adam.m/adam.v hold one float per arena element (as written before the slots) is
+ * read too: each rank takes its small tensors' elements from them.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,9 +96,9 @@ int td_state_collect(struct td_trainer *t, struct td_state_host *h)
 {
     memset(h, 0, sizeof *h);
     const struct td_zero_plan *p = &t->plan;
-    size_t mb = t->pa->bytes, qb = t->q_total, ab = t->a_total * sizeof(float);
-    int rc = collect(t, &t->m, p->el, sizeof(float), mb, &h->m);
-    if (!rc) rc = collect(t, &t->v, p->el, sizeof(float), mb, &h->v);
+    size_t mb = t->m_total * sizeof(float), qb = t->q_total, ab = t->a_total * sizeof(float);
+    int rc = collect(t, &t->m, p->m, sizeof(float), mb, &h->m);
+    if (!rc) rc = collect(t, &t->v, p->m, sizeof(float), mb, &h->v);
     if (!rc && t->optimizer == TD_OPT_ADAMW8) {
         rc = collect(t, &t->q_m, p->q, 1, qb, &h->qm);
         if (!rc) rc = collect(t, &t->q_v, p->q, 1, qb, &h->qv);
@@ -123,8 +129,8 @@ static int write_state(struct td_trainer *t, const char *dir, struct td_cursor c
         add_raw(&b, names[i], LDM_DT_I64, &sc[i], 8);
     add_raw(&b, "loss_scale", LDM_DT_F64, &t->loss_scale, 8);
     add_raw(&b, "keys", LDM_DT_U8, keys ? keys : "", klen);
-    add_raw(&b, "adam.m", LDM_DT_F32, h->m, t->pa->bytes);
-    add_raw(&b, "adam.v", LDM_DT_F32, h->v, t->pa->bytes);
+    add_raw(&b, "adam.m", LDM_DT_F32, h->m, t->m_total * sizeof(float));
+    add_raw(&b, "adam.v", LDM_DT_F32, h->v, t->m_total * sizeof(float));
     if (t->optimizer == TD_OPT_ADAMW8) {
         add_raw(&b, "adam8.qm", LDM_DT_U8, h->qm, t->q_total);
         add_raw(&b, "adam8.qv", LDM_DT_U8, h->qv, t->q_total);
@@ -189,6 +195,28 @@ static int get_window(struct td_trainer *t, const struct ldm_st *st, const char 
     return rc;
 }
 
+/* This rank's window of adam.m or adam.v into arena a. With adamw8bit a tensor of
+ * one float per arena element (the layout before the slots, zero.h) is read too. */
+static int get_moments(struct td_trainer *t, const struct ldm_st *st, const char *name,
+                       const struct ldm_arena *a)
+{
+    const struct td_window *w = &t->win;
+    size_t total = t->m_total * sizeof(float);
+    const struct ldm_st_tensor *x;
+    int rc = ldm_st_find(st, name, &x);
+    if (rc || t->optimizer != TD_OPT_ADAMW8 || x->nbytes == total || x->nbytes != t->pa->bytes ||
+        x->dtype != LDM_DT_F32)
+        return get_window(t, st, name, a, w->mlo * sizeof(float), total);
+    float *h = calloc(1, a->bytes ? a->bytes : 1);
+    if (!h)
+        return ldm_fail(LDM_ENOMEM, "%s: %s: %zu bytes", ldm_st_label(st), name, a->bytes);
+    LOG_INFO("reading 8-bit AdamW moments laid out as the arena", "tensor=%s", name);
+    td_zero_from_full(t->tens, t->ntens, x->data, w->lo, w->hi, w->mlo, h);
+    rc = a->bytes ? ldm_ctx_upload(t->ctx, a->base, h, a->bytes) : 0;
+    free(h);
+    return rc;
+}
+
 static int get_arena(struct td_trainer *t, const struct ldm_st *st, const char *name,
                      const struct ldm_arena *a)
 {
@@ -224,9 +252,9 @@ static int load_optim(struct td_trainer *t, const struct ldm_st *st)
         return ldm_fail(LDM_ECONFIG, "optimizer: %s holds %s state, the config says %s",
                         ldm_st_label(st), opt ? opt : "no", t->cfg.optimizer);
     const struct td_window *w = &t->win;
-    size_t mb = t->pa->bytes, ab = t->a_total * sizeof(float), m0 = w->lo * sizeof(float);
-    int rc = get_window(t, st, "adam.m", &t->m, m0, mb);
-    if (!rc) rc = get_window(t, st, "adam.v", &t->v, m0, mb);
+    size_t ab = t->a_total * sizeof(float);
+    int rc = get_moments(t, st, "adam.m", &t->m);
+    if (!rc) rc = get_moments(t, st, "adam.v", &t->v);
     if (!rc && t->optimizer == TD_OPT_ADAMW8) {
         size_t a0 = w->alo * sizeof(float);
         rc = get_window(t, st, "adam8.qm", &t->q_m, w->qlo, t->q_total);

@@ -111,6 +111,16 @@ static int cuda_sync(struct ldm_ctx *c)
     return 0;
 }
 
+static int cuda_meminfo(struct ldm_ctx *c, size_t *used, size_t *total)
+{
+    (void)c;
+    size_t free_b = 0, all = 0;
+    CU_TRY("cuda meminfo", cudaMemGetInfo(&free_b, &all));
+    *used = all - free_b;
+    *total = all;
+    return 0;
+}
+
 /* ---- open and close ---------------------------------------------------------------------------- */
 
 static void cuda_close(struct ldm_ctx *c);
@@ -344,6 +354,7 @@ static const struct ldm_backend cuda_backend = {
     /* .emulated = */ 0,
     /* .bind = */ cuda_bind,
     /* .sync = */ cuda_sync,
+    /* .meminfo = */ cuda_meminfo,
 };
 
 extern "C" const struct ldm_backend *ldm_cuda_backend_get(void)

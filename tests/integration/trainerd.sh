@@ -8,6 +8,7 @@
 #     and grad_accum 4 x B those of batch 4B;
 #   - zero_stage=2 on 2 ranks gives the weights and checkpointed optimizer state of
 #     zero_stage=0 (AdamW and 8-bit AdamW), and a checkpoint of either resumes in the other;
+#     an 8-bit state in the layout before the slots (a moment per arena element) resumes;
 #   - a checkpoint's unet/ loads with the project's reader (ldmrun) and its config.json
 #     equals the model's; EMA and fp16 saving write unet_ema/ and half weights;
 #   - `ldmctl checkpoint` and SIGTERM write checkpoints, keep_last prunes;
@@ -203,6 +204,54 @@ grep -q 'msg="resumed".*step=1' "$T/qa.log" && grep -q 'msg="resumed".*step=1' "
     same_state "$T/q0/checkpoint-2" "$T/qb/checkpoint-2" &&
     ok "resume unsharded -> ZeRO and ZeRO -> unsharded: step 2 as the uninterrupted run" ||
     fail "resume across zero_stage differs"
+# An 8-bit state written before adam.m/v held one slot per small tensor (then: one float
+# per arena element) still resumes. The arena's order comes from a run with lr 0, whose
+# F32 `params` (save_precision fp16) are the model's weights where the arena holds them.
+train lay --optimizer=adamw8bit --batch_size=1 --max_steps=1 --save_steps=1 --lr=0 \
+    --weight_decay=0 --save_precision=fp16 || fail "lr 0: $(tail -1 "$T/lay.log")"
+mkdir -p "$T/qc" && cp -r "$T/q0/checkpoint-1" "$T/qc/"
+"$PY" - "$T/model/unet/diffusion_pytorch_model.safetensors" \
+    "$T/lay/checkpoint-1/trainer_state.safetensors" "$T/qc/checkpoint-1/trainer_state.safetensors" <<'PY' || fail "old-layout state not written"
+import sys, json, struct
+import numpy as np
+def load(p):
+    raw = open(p, "rb").read(); n = struct.unpack("<Q", raw[:8])[0]
+    h = json.loads(raw[8:8 + n]); b = raw[8 + n:]
+    meta = h.pop("__metadata__", {})
+    dt = {"F32": "<f4", "U8": "u1", "I64": "<i8", "F64": "<f8"}
+    return meta, {k: (v["dtype"], np.frombuffer(b[v["data_offsets"][0]:v["data_offsets"][1]],
+                                              dt[v["dtype"]])) for k, v in h.items()}
+_, w = load(sys.argv[1])
+_, lay = load(sys.argv[2])
+arena = lay["params"][1]
+small = []  # (arena offset, elements) of each tensor with F32 moments
+for name, (_, x) in w.items():
+    if x.size >= 4096: continue
+    at = [o for o in np.nonzero(arena[::64] == x[0])[0] * 64
+          if np.array_equal(arena[o:o + x.size], x)]
+    if len(at) != 1: sys.exit(f"{name}: found at {at}")
+    small.append((int(at[0]), x.size))
+meta, st = load(sys.argv[3])
+for k in ("adam.m", "adam.v"):
+    slots, full, s = st[k][1], np.zeros(arena.size, "<f4"), 0
+    for o, n in sorted(small):
+        full[o:o + n] = slots[s:s + n]; s += (n + 63) // 64 * 64
+    if s != slots.size: sys.exit(f"{k}: slots of {s} floats, the state holds {slots.size}")
+    st[k] = ("F32", full)
+head, blobs, off = {"__metadata__": meta}, [], 0
+for k in sorted(st, key=lambda k: -st[k][1].itemsize):
+    b = st[k][1].tobytes()
+    head[k] = {"dtype": st[k][0], "shape": [st[k][1].size], "data_offsets": [off, off + len(b)]}
+    blobs.append(b); off += len(b)
+h = json.dumps(head).encode(); h += b" " * ((8 - len(h) % 8) % 8)
+open(sys.argv[3], "wb").write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+print(f"     {len(small)} small tensors; adam.m of {slots.size} floats -> {arena.size}")
+PY
+pair qc "${Q8[@]}" --zero_stage=2 --rendezvous="ipc://$T/run/rdv-qc"
+grep -q 'msg="resumed".*step=1' "$T/qc.log" && grep -q 'moments laid out as the arena' "$T/qc.log" &&
+    same_state "$T/q0/checkpoint-2" "$T/qc/checkpoint-2" &&
+    ok "8-bit state of one moment per arena element resumes (ZeRO): step 2 as uninterrupted" ||
+    fail "old-layout 8-bit state: $(grep -m1 -E 'resumed|error' "$T/qc.log")"
 
 # ---- checkpoints: the diffusers layout, EMA, fp16, control, SIGTERM, pruning ----------
 CK=(--batch_size=4 --lr=1e-3 --use_ema=true --save_precision=fp16 --keep_last=2 --save_steps=3)

@@ -464,6 +464,9 @@ START_TEST(test_profile)
     free(text);
     ck_ok(ldm_ctx_profile(C, 0));
     ck_assert_ptr_null(C->prof);
+    size_t used, total;
+    ck_fails_with(ldm_ctx_meminfo(C, &used, &total), LDM_EUNSUPPORTED, "does not report");
+    ck_assert_uint_eq(total, 0);
 }
 END_TEST
 

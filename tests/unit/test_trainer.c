@@ -263,26 +263,47 @@ START_TEST(test_feed)
 }
 END_TEST
 
-/* ZeRO cuts: monotone, covering the arena and the 8-bit arrays, shards of S (a multiple
+/* ZeRO cuts: monotone, covering the arena and the state arrays, shards of S (a multiple
  * of 64) but the last, cuts inside an 8-bit tensor at its block starts, each rank's
- * windows of the code and absmax arrays those of its elements. */
-static void check_plan(const struct td_zero_plan *p, const struct td_zero_tensor *t, size_t nt,
-                       size_t n, size_t qt, size_t at, int world)
+ * windows of the F32 moments, code and absmax arrays those of its elements. */
+struct plan_case {
+    const struct td_zero_tensor *t;
+    size_t nt, n, mt, qt, at;
+};
+
+static void check_cuts(const struct td_zero_plan *p, const struct plan_case *c, int world)
 {
-    size_t s = ((n + (size_t)world - 1) / (size_t)world + 63) / 64 * 64;
+    size_t n = c->n, s = ((n + (size_t)world - 1) / (size_t)world + 63) / 64 * 64;
     ck_assert_int_eq(p->world, world);
-    ck_assert(p->el[0] == 0 && p->el[world] == n && p->q[0] == 0 && p->q[world] == qt &&
-              p->a[0] == 0 && p->a[world] == at);
+    ck_assert(p->el[0] == 0 && p->el[world] == n && p->q[0] == 0 && p->q[world] == c->qt &&
+              p->a[0] == 0 && p->a[world] == c->at && p->m[0] == 0 && p->m[world] == c->mt);
     for (int k = 0; k < world; k++) {
-        ck_assert(p->el[k] <= p->el[k + 1] && p->q[k] <= p->q[k + 1] && p->a[k] <= p->a[k + 1]);
+        ck_assert(p->el[k] <= p->el[k + 1] && p->q[k] <= p->q[k + 1] && p->a[k] <= p->a[k + 1] &&
+                  p->m[k] <= p->m[k + 1]);
         ck_assert_msg(p->q[k] % 256 == 0, "world %d cut %d: code byte %zu", world, k, p->q[k]);
+        ck_assert_msg(p->m[k] % TD_ZERO_ALIGN == 0, "world %d cut %d: moment %zu", world, k,
+                      p->m[k]);
         size_t want = (size_t)k * s < n ? (size_t)k * s : n;
         ck_assert_msg(p->el[k] >= want && p->el[k] < want + LDM_ADAM8_BLOCK,
                       "world %d cut %d at %zu, S·k = %zu", world, k, p->el[k], want);
+        if (!c->nt) /* AdamW: the moments are laid out as the arena */
+            ck_assert(p->m[k] == p->el[k]);
     }
-    for (size_t i = 0; i < nt; i++)
-        for (int k = 1; k < world; k++) {
-            size_t x = p->el[k];
+}
+
+/* Where each cut falls in the state of the tensors; into *inside the number of cuts
+ * strictly inside a tensor with F32 moments. */
+static void check_tensor_cuts(const struct td_zero_plan *p, const struct plan_case *c, int world,
+                              int *inside)
+{
+    const struct td_zero_tensor *t = c->t;
+    for (int k = 1; k < world; k++) {
+        size_t x = p->el[k], m_next = c->mt;
+        for (size_t i = c->nt; i-- > 0;)
+            if (!t[i].is8 && t[i].off + t[i].n > x)
+                m_next = t[i].m_off;
+        int in_m = 0;
+        for (size_t i = 0; i < c->nt; i++) {
             if (x <= t[i].off || x >= t[i].off + t[i].n)
                 continue;
             ck_assert_msg(!t[i].is8 || (x - t[i].off) % LDM_ADAM8_BLOCK == 0,
@@ -290,41 +311,96 @@ static void check_plan(const struct td_zero_plan *p, const struct td_zero_tensor
             if (t[i].is8)
                 ck_assert(p->q[k] == t[i].q_off + x - t[i].off &&
                           p->a[k] == t[i].a_off + (x - t[i].off) / LDM_ADAM8_BLOCK);
+            else
+                ck_assert_msg(p->m[k] == t[i].m_off + x - t[i].off,
+                              "world %d: cut %zu in tensor %zu at moment %zu", world, x, i,
+                              p->m[k]);
+            in_m = !t[i].is8;
         }
+        *inside += in_m;
+        if (!in_m) /* the next slot's start */
+            ck_assert_msg(p->m[k] == m_next, "world %d: cut %zu at moment %zu, not %zu", world,
+                          x, p->m[k], m_next);
+    }
+}
+
+/* Old-layout moments (one float per arena element; the small tensors' own values,
+ * zero elsewhere) read window by window into slots: the windows side by side are
+ * the slot layout, each small tensor's values at its slot, padding zero. */
+static void check_from_full(const struct td_zero_plan *p, const struct plan_case *c,
+                            const float *full)
+{
+    float *out = calloc(c->mt, sizeof *out);
+    ck_assert_ptr_nonnull(out);
+    for (int k = 0; k < p->world; k++)
+        td_zero_from_full(c->t, c->nt, full, p->el[k], p->el[k + 1], p->m[k], out + p->m[k]);
+    size_t filled = 0;
+    for (size_t i = 0; i < c->nt; i++)
+        if (!c->t[i].is8) {
+            ck_assert(!memcmp(out + c->t[i].m_off, full + c->t[i].off, c->t[i].n * 4));
+            filled += c->t[i].n;
+        }
+    size_t nonzero = 0;
+    for (size_t j = 0; j < c->mt; j++)
+        nonzero += out[j] != 0.0f;
+    ck_assert_int_eq(nonzero, filled); /* the padding stays zero */
+    free(out);
 }
 
 START_TEST(test_zero_plan)
 {
-    /* tensors of 100, 5000 (8-bit), 70, 9000 (8-bit) and 64 elements, 64-aligned */
-    static const size_t sizes[] = {100, 5000, 70, 9000, 64};
-    struct td_zero_tensor t[5];
-    size_t off = 0, qt = 0, at = 0;
-    for (int i = 0; i < 5; i++) {
-        t[i] = (struct td_zero_tensor){.off = off, .n = sizes[i], .is8 = sizes[i] >= 4096};
+    /* 64-aligned tensors; those of 4096 elements or more have 8-bit moments, the others
+     * slots of F32 moments, each a multiple of 64 */
+    static const size_t sizes[] = {100, 5000, 70, 9000, 64, 1000, 3000, 4096, 200};
+    enum { NT = sizeof sizes / sizeof sizes[0] };
+    struct td_zero_tensor t[NT];
+    struct plan_case c = {.t = t, .nt = NT};
+    for (int i = 0; i < NT; i++) {
+        t[i] = (struct td_zero_tensor){.off = c.n, .n = sizes[i], .is8 = sizes[i] >= 4096};
         if (t[i].is8) {
-            t[i].q_off = qt, t[i].a_off = at;
-            qt += (sizes[i] + 255) / 256 * 256;
-            at += (sizes[i] + LDM_ADAM8_BLOCK - 1) / LDM_ADAM8_BLOCK;
+            t[i].q_off = c.qt, t[i].a_off = c.at;
+            c.qt += (sizes[i] + 255) / 256 * 256;
+            c.at += (sizes[i] + LDM_ADAM8_BLOCK - 1) / LDM_ADAM8_BLOCK;
+        } else {
+            t[i].m_off = c.mt;
+            c.mt += (sizes[i] + 63) / 64 * 64;
         }
-        off += (sizes[i] + 63) / 64 * 64;
+        c.n += (sizes[i] + 63) / 64 * 64;
     }
-    for (int world = 1; world <= 9; world++) {
+    float *full = calloc(c.n, sizeof *full);
+    ck_assert_ptr_nonnull(full);
+    for (int i = 0; i < NT; i++)
+        for (size_t j = 0; !t[i].is8 && j < t[i].n; j++)
+            full[t[i].off + j] = (float)(t[i].off + j + 1);
+    struct plan_case adamw = {.n = c.n, .mt = c.n};
+    int inside = 0;
+    for (int world = 1; world <= 24; world++) {
         struct td_zero_plan p;
-        ck_ok(td_zero_plan_make(&p, t, 5, off, qt, at, world));
-        check_plan(&p, t, 5, off, qt, at, world);
+        ck_ok(td_zero_plan_make(&p, t, NT, c.n, c.mt, c.qt, c.at, world));
+        check_cuts(&p, &c, world);
+        check_tensor_cuts(&p, &c, world, &inside);
+        check_from_full(&p, &c, full);
         td_zero_plan_free(&p);
-        ck_ok(td_zero_plan_make(&p, NULL, 0, off, 0, 0, world)); /* AdamW: no 8-bit state */
-        check_plan(&p, NULL, 0, off, 0, 0, world);
-        size_t s = ((off + (size_t)world - 1) / (size_t)world + 63) / 64 * 64;
+        ck_ok(td_zero_plan_make(&p, NULL, 0, c.n, c.n, 0, 0, world)); /* AdamW */
+        check_cuts(&p, &adamw, world);
+        size_t s = ((c.n + (size_t)world - 1) / (size_t)world + 63) / 64 * 64;
         for (int k = 0; k < world; k++) /* exactly S each but the last (or past the end) */
-            ck_assert(p.el[k + 1] - p.el[k] == s || p.el[k + 1] == off);
+            ck_assert(p.el[k + 1] - p.el[k] == s || p.el[k + 1] == c.n);
         td_zero_plan_free(&p);
     }
+    ck_assert_msg(inside >= 5, "only %d cuts fell inside tensors with F32 moments", inside);
+    free(full);
     struct td_zero_plan p;
     struct td_zero_tensor swapped[2] = {t[3], t[1]};
-    ck_fails_with(td_zero_plan_make(&p, swapped, 2, off, qt, at, 2), LDM_EINVAL,
+    ck_fails_with(td_zero_plan_make(&p, swapped, 2, c.n, c.mt, c.qt, c.at, 2), LDM_EINVAL,
                   "out of arena order");
-    ck_fails_with(td_zero_plan_make(&p, t, 5, off, qt, at, 0), LDM_EINVAL, "world 0");
+    ck_fails_with(td_zero_plan_make(&p, t, NT, c.n, c.mt, c.qt, c.at, 0), LDM_EINVAL, "world 0");
+    struct td_zero_tensor odd[2] = {t[0], t[2]};
+    odd[1].m_off = 100; /* a slot not 64-aligned */
+    ck_fails_with(td_zero_plan_make(&p, odd, 2, c.n, c.mt, 0, 0, 2), LDM_EINVAL,
+                  "out of arena order");
+    ck_fails_with(td_zero_plan_make(&p, NULL, 0, c.n, c.mt, 0, 0, 2), LDM_EINVAL,
+                  "laid out as an arena");
 }
 END_TEST
 
